@@ -1,0 +1,1 @@
+"""Offline batch extractors: corpus utterances → feature stores (text, audio, visual)."""

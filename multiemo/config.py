@@ -1,0 +1,330 @@
+"""Plain YAML mapped onto typed, frozen dataclasses, with ``key=value`` overrides.
+
+Defaults live in the dataclasses only. A YAML file or an override may name only fields that
+exist (dotted for nesting), and every value is checked against the field's type; a mistake is
+a :class:`ConfigError` that names the key and, for files, the file.
+
+>>> from dataclasses import dataclass, field
+>>> @dataclass(frozen=True)
+... class Inner:
+...     size: int = 2
+...     name: str = "a"
+>>> @dataclass(frozen=True)
+... class Outer:
+...     inner: Inner = field(default_factory=Inner)
+...     rate: float = 0.1
+...     flag: bool = False
+>>> cfg = build(Outer, {"inner": {"size": 3}}, ["rate=0.5", "flag=false", "inner.name=b"])
+>>> cfg
+Outer(inner=Inner(size=3, name='b'), rate=0.5, flag=False)
+>>> build(Outer, {}, ["inner.sise=3"])
+Traceback (most recent call last):
+...
+multiemo.config.ConfigError: unknown key 'inner.sise' (from the command line); known keys of 'inner': size, name
+>>> build(Outer, {}, ["flag=maybe"])
+Traceback (most recent call last):
+...
+multiemo.config.ConfigError: key 'flag' (from the command line): expected a boolean (true/false), got 'maybe'
+"""
+
+
+import dataclasses
+import types
+from dataclasses import dataclass, field
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+__all__ = ["ConfigError", "build", "load", "to_dict", "dump_yaml", "parse_overrides", "Config",
+           "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RuntimeConfig", "MODALITIES"]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that does not fit the dataclass it is meant for."""
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` → nested dict with YAML-parsed values (``1`` is an int, ``x`` a str)."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"override {item!r} has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str):
+            value = raw  # keep strings verbatim (YAML would strip quotes and spaces)
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
+        node[parts[-1]] = value
+    return tree
+
+
+def build(cls: type[T], data: dict[str, Any] | None = None, overrides: list[str] | None = None,
+          source: str = "the configuration") -> T:
+    """Build dataclass ``cls`` from a dict (e.g. parsed YAML) and then ``key=value`` overrides."""
+    merged = _coerce(cls, data or {}, "", source)
+    if overrides:
+        merged = _apply(merged, parse_overrides(overrides), "", "the command line")
+    return merged
+
+
+def load(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
+    """Read a YAML file (or nothing) into ``cls``, then apply overrides."""
+    data: dict[str, Any] = {}
+    source = "the configuration"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        source = str(path)
+    return build(cls, data, overrides, source)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, YAML-friendly dict of a config dataclass (tuples become lists)."""
+    def plain(x: Any) -> Any:
+        if dataclasses.is_dataclass(x):
+            return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        return x
+    return plain(cfg)
+
+
+def dump_yaml(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+# -- the training configuration (defaults: the official MELD recipe, PAPER.md §4) ------------
+
+MODALITIES = ("text", "audio", "visual")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the corpus and feature stores are, and how validation is drawn.
+
+    Paths are relative to ``root`` unless absolute. ``validation="fraction"`` folds any dev split
+    into train and holds out ``valid_fraction`` of the training dialogues, drawn with
+    ``valid_seed`` (the official recipe: 5%); ``"dev"`` uses the corpus's own dev split.
+    """
+
+    root: str = "data/meld"
+    corpus: str = "corpus.json"
+    text: str = "features/text.safetensors"
+    audio: str = "features/audio.safetensors"
+    visual: str = "features/visual.safetensors"
+    validation: Literal["fraction", "dev"] = "fraction"
+    valid_fraction: float = 0.05
+    valid_seed: int = 2023
+    missing: Literal["error", "absent"] = "error"  # an utterance with no row in a store
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise ValueError(f"data.valid_fraction must be in (0, 1), got {self.valid_fraction}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and switches of MultiEMO (PAPER.md §2); defaults are the official MELD model."""
+
+    modalities: tuple[str, ...] = MODALITIES
+    text_dim: int = 768
+    audio_dim: int = 512
+    visual_dim: int = 1000
+    model_dim: int = 256
+    num_heads: int = 4
+    hidden_dim: int = 1024  # MultiAttn feed-forward hidden size
+    num_layers: int = 2  # MultiAttn layers per modality
+    mlp_hidden: int = 512  # classifier MLP hidden size
+    num_classes: int = 7
+    num_speakers: int = 9
+    bidirectional_context: bool = False  # DialogueRNN both ways (IEMOCAP) or forward only (MELD)
+    text_context: bool = False  # text through a DialogueRNN too (IEMOCAP) or not (MELD)
+    multiattn: bool = True  # False: plain concatenation (the "w/o MultiAttn" ablation)
+    dropout: float = 0.0
+    dropout_rec: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.modalities or len(set(self.modalities)) != len(self.modalities) or \
+                not set(self.modalities) <= set(MODALITIES):
+            raise ValueError(f"model.modalities must be a non-empty subset of {list(MODALITIES)} "
+                             f"without repeats, got {list(self.modalities)}")
+        if self.model_dim % self.num_heads:
+            raise ValueError(f"model.model_dim={self.model_dim} is not divisible by "
+                             f"model.num_heads={self.num_heads}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The objective ``ce_weight·CE + swfc_weight·SWFC + hgr_weight·SoftHGR`` (PAPER.md §3)."""
+
+    ce_weight: float = 0.4
+    swfc_weight: float = 0.3
+    hgr_weight: float = 0.3
+    temperature: float = 1.4  # SWFC τ
+    gamma: float = 2.0  # SWFC focusing parameter γ
+    alpha: float = 1.2  # SWFC sample-weight parameter α
+    hgr_variant: Literal["official", "paper"] = "official"
+    ce_class_weight_power: float = 0.0  # 0: plain CE; p > 0: class weights ∝ (N/n_c)^p
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 15
+    batch_size: int = 100  # dialogues per batch
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    plateau_factor: float = 0.95
+    plateau_patience: int = 10
+    plateau_threshold: float = 1e-6
+    seed: int = 2023
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How to run, not what to learn: never changes the result on a given device."""
+
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
+    amp: bool = True  # mixed precision (bf16) on CUDA; CPU always runs fp32
+    num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    wandb: Literal["disabled", "offline", "online"] = "disabled"
+    wandb_project: str = "multiemo"
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: str = "meld"  # meld, iemocap, or any name (chooses the paper row in reports)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+# --------------------------------------------------------------------------------------------
+
+def _apply(cfg: Any, tree: dict[str, Any], prefix: str, source: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    hints = typing.get_type_hints(type(cfg))
+    changes = {}
+    for key, value in tree.items():
+        dotted = prefix + key
+        if key not in fields:
+            raise ConfigError(f"unknown key {dotted!r} (from {source}); known keys"
+                              f"{' of ' + repr(prefix[:-1]) if prefix else ''}: {', '.join(fields)}")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            changes[key] = _apply(current, value, dotted + ".", source)
+        else:
+            changes[key] = _check(hints[key], value, dotted, source)
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except ValueError as err:  # the dataclass's own __post_init__ checks
+        raise ConfigError(f"{source}: {err}") from err
+
+
+def _coerce(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"key {prefix[:-1]!r} (from {source}): expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        dotted = prefix + str(key)
+        if key not in fields:
+            raise ConfigError(f"unknown key {dotted!r} (from {source}); known keys"
+                              f"{' of ' + repr(prefix[:-1]) if prefix else ''}: {', '.join(fields)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _coerce(hint, value if value is not None else {}, dotted + ".", source)
+        else:
+            kwargs[key] = _check(hint, value, dotted, source)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # a field without default that the file does not give
+        raise ConfigError(f"{source}: {err}") from err
+    except ValueError as err:  # the dataclass's own __post_init__ checks
+        raise ConfigError(f"{source}: {err}") from err
+
+
+def _check(hint: Any, value: Any, key: str, source: str) -> Any:
+    origin, args = get_origin(hint), get_args(hint)
+    where = f"key {key!r} (from {source})"
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _check(option, value, key, source)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[-1] if errors else f"{where}: bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        return tuple(_check(inner, v, key, source) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}: expected a boolean (true/false), got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return str(value)
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {hint!r}")

@@ -1,0 +1,220 @@
+"""The corpus: dialogues of labelled utterances, as plain frozen dataclasses, and its JSON file.
+
+A corpus file (``corpus.json``) is what the readers and the official-pickle importer write and
+what training reads. Labels are written as class names, so the file reads on its own::
+
+    {"format": "multiemo-corpus", "version": 1, "name": "meld",
+     "labels": ["neutral", "surprise", ...],
+     "speaker_vocab": null,                      # null: speakers indexed by first appearance
+     "dialogues": [{"id": "dia0", "split": "train",
+                    "utterances": [{"id": "dia0_utt0", "speaker": "Chandler", "label": "neutral",
+                                    "text": "...", "start": 976.059, "end": 981.731,
+                                    "media": "train_splits/dia0_utt0.mp4"}, ...]}, ...]}
+
+``speaker_vocab`` fixes the speaker index of every speaker name (IEMOCAP: ``["M", "F"]``); when it
+is null, a speaker's index is the order in which speakers first speak in their dialogue (MELD, as
+in the released features, PAPER.md §6.1).
+
+>>> utt = Utterance(id="d0_u0", speaker="A", label=1)
+>>> corpus = Corpus("toy", ("neg", "pos"), (Dialogue("d0", "train", (utt,)),))
+>>> corpus.label_counts("train")
+[0, 1]
+>>> Corpus.from_dict(corpus.to_dict()) == corpus
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = ["Utterance", "Dialogue", "Corpus", "CorpusError", "MELD_LABELS", "IEMOCAP_LABELS",
+           "SPLITS", "atomic_write_text"]
+
+MELD_LABELS = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
+IEMOCAP_LABELS = ("happiness", "sadness", "neutral", "anger", "excitement", "frustration")
+SPLITS = ("train", "dev", "test")
+FORMAT = "multiemo-corpus"
+VERSION = 1
+
+
+class CorpusError(ValueError):
+    """A corpus that breaks a rule; the message names the file and the dialogue or utterance."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One utterance. ``label`` is the class index into ``Corpus.labels``."""
+
+    id: str
+    speaker: str
+    label: int
+    text: str = ""
+    start: float | None = None  # seconds from the start of the source media
+    end: float | None = None
+    media: str | None = None  # path of the clip (or of the dialogue's file, cut by start/end)
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    id: str
+    split: str
+    utterances: tuple[Utterance, ...]
+
+    def speaker_indices(self, speaker_vocab: tuple[str, ...] | None) -> list[int]:
+        """Per-utterance speaker index: from ``speaker_vocab`` or by order of first appearance."""
+        if speaker_vocab is not None:
+            index = {name: i for i, name in enumerate(speaker_vocab)}
+            try:
+                return [index[u.speaker] for u in self.utterances]
+            except KeyError as err:
+                raise CorpusError(f"dialogue {self.id}: speaker {err.args[0]!r} is not in the "
+                                  f"speaker vocabulary {list(speaker_vocab)}") from None
+        order: dict[str, int] = {}
+        return [order.setdefault(u.speaker, len(order)) for u in self.utterances]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    labels: tuple[str, ...]
+    dialogues: tuple[Dialogue, ...]
+    speaker_vocab: tuple[str, ...] | None = None
+    info: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance, counts of skipped rows
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- queries --------------------------------------------------------------------------
+    def split(self, name: str) -> list[Dialogue]:
+        return [d for d in self.dialogues if d.split == name]
+
+    @property
+    def splits(self) -> list[str]:
+        present = {d.split for d in self.dialogues}
+        return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
+
+    def utterances(self, split: str | None = None) -> Iterator[Utterance]:
+        for d in self.dialogues:
+            if split is None or d.split == split:
+                yield from d.utterances
+
+    def label_counts(self, split: str) -> list[int]:
+        counts = Counter(u.label for u in self.utterances(split))
+        return [counts.get(i, 0) for i in range(len(self.labels))]
+
+    def stats(self) -> dict[str, Any]:
+        """Dialogues, utterances and label counts (by name) per split."""
+        out: dict[str, Any] = {"name": self.name, "splits": {}}
+        for s in self.splits:
+            dialogues = self.split(s)
+            counts = self.label_counts(s)
+            out["splits"][s] = {
+                "dialogues": len(dialogues),
+                "utterances": sum(len(d.utterances) for d in dialogues),
+                "max_dialogue_length": max(len(d.utterances) for d in dialogues),
+                "labels": dict(zip(self.labels, counts)),
+            }
+        return out
+
+    # -- checks ---------------------------------------------------------------------------
+    def validate(self, source: str = "corpus") -> None:
+        if not self.labels:
+            raise CorpusError(f"{source}: the corpus has no label set")
+        seen_dialogues: set[str] = set()
+        seen_utts: set[str] = set()
+        for d in self.dialogues:
+            if d.id in seen_dialogues:
+                raise CorpusError(f"{source}: duplicate dialogue id {d.id!r}")
+            seen_dialogues.add(d.id)
+            if not d.utterances:
+                raise CorpusError(f"{source}: dialogue {d.id!r} has no utterances")
+            for u in d.utterances:
+                if u.id in seen_utts:
+                    raise CorpusError(f"{source}: duplicate utterance id {u.id!r} (dialogue {d.id!r})")
+                seen_utts.add(u.id)
+                if not (isinstance(u.label, int) and 0 <= u.label < len(self.labels)):
+                    raise CorpusError(f"{source}: utterance {u.id!r} has label {u.label!r}, outside "
+                                      f"the {len(self.labels)} classes {list(self.labels)}")
+                if self.speaker_vocab is not None and u.speaker not in self.speaker_vocab:
+                    raise CorpusError(f"{source}: utterance {u.id!r} has speaker {u.speaker!r}, not in "
+                                      f"the speaker vocabulary {list(self.speaker_vocab)}")
+
+    # -- files ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "version": VERSION, "name": self.name, "labels": list(self.labels),
+            "speaker_vocab": list(self.speaker_vocab) if self.speaker_vocab is not None else None,
+            "info": self.info,
+            "dialogues": [
+                {"id": d.id, "split": d.split, "utterances": [
+                    {k: v for k, v in (("id", u.id), ("speaker", u.speaker),
+                                        ("label", self.labels[u.label]), ("text", u.text),
+                                        ("start", u.start), ("end", u.end), ("media", u.media))
+                     if v is not None}
+                    for u in d.utterances]}
+                for d in self.dialogues],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "corpus") -> "Corpus":
+        if data.get("format") != FORMAT:
+            raise CorpusError(f"{source}: not a multiemo corpus file (format={data.get('format')!r})")
+        if data.get("version") != VERSION:
+            raise CorpusError(f"{source}: corpus format version {data.get('version')!r} is not "
+                              f"supported (this version reads {VERSION})")
+        labels = tuple(data["labels"])
+        label_index = {name: i for i, name in enumerate(labels)}
+        dialogues = []
+        for d in data["dialogues"]:
+            utts = []
+            for u in d["utterances"]:
+                if u.get("label") not in label_index:
+                    raise CorpusError(f"{source}: utterance {u.get('id')!r} of dialogue {d.get('id')!r} "
+                                      f"has label {u.get('label')!r}, not one of {list(labels)}")
+                utts.append(Utterance(id=str(u["id"]), speaker=str(u["speaker"]),
+                                      label=label_index[u["label"]], text=u.get("text", ""),
+                                      start=u.get("start"), end=u.get("end"), media=u.get("media")))
+            dialogues.append(Dialogue(id=str(d["id"]), split=str(d["split"]), utterances=tuple(utts)))
+        vocab = data.get("speaker_vocab")
+        try:
+            return cls(name=data["name"], labels=labels, dialogues=tuple(dialogues),
+                       speaker_vocab=tuple(vocab) if vocab is not None else None,
+                       info=data.get("info") or {})
+        except CorpusError as err:
+            raise CorpusError(str(err).replace("corpus:", f"{source}:", 1)) from None
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), ensure_ascii=False, indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Corpus":
+        path = Path(path)
+        if not path.is_file():
+            raise CorpusError(f"corpus file {path} does not exist")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise CorpusError(f"{path}: not valid JSON ({err})") from err
+        return cls.from_dict(data, source=str(path))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file so that a reader never sees it half written (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
