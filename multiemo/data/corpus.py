@@ -9,7 +9,12 @@ what training reads. Labels are written as class names, so the file reads on its
      "dialogues": [{"id": "dia0", "split": "train",
                     "utterances": [{"id": "dia0_utt0", "speaker": "Chandler", "label": "neutral",
                                     "text": "...", "start": 976.059, "end": 981.731,
-                                    "media": "train_splits/dia0_utt0.mp4"}, ...]}, ...]}
+                                    "audio": "train_splits/dia0_utt0.mp4",
+                                    "video": "train_splits/dia0_utt0.mp4"}, ...]}, ...]}
+
+Media paths are relative to a media root that the extraction config gives. ``audio_span`` /
+``video_span`` (seconds, ``[start, end]``) say which segment of the file is the utterance when the
+file holds more than it (IEMOCAP's dialogue-long avi); absent, the whole file is the utterance.
 
 ``speaker_vocab`` fixes the speaker index of every speaker name (IEMOCAP: ``["M", "F"]``); when it
 is null, a speaker's index is the order in which speakers first speak in their dialogue (MELD, as
@@ -55,9 +60,12 @@ class Utterance:
     speaker: str
     label: int
     text: str = ""
-    start: float | None = None  # seconds from the start of the source media
+    start: float | None = None  # seconds, the utterance's time in its conversation (for ordering)
     end: float | None = None
-    media: str | None = None  # path of the clip (or of the dialogue's file, cut by start/end)
+    audio: str | None = None  # media file holding the utterance's audio, relative to a media root
+    video: str | None = None  # media file holding its video
+    audio_span: tuple[float, float] | None = None  # segment of `audio` to cut; None: the whole file
+    video_span: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +163,10 @@ class Corpus:
                 {"id": d.id, "split": d.split, "utterances": [
                     {k: v for k, v in (("id", u.id), ("speaker", u.speaker),
                                         ("label", self.labels[u.label]), ("text", u.text),
-                                        ("start", u.start), ("end", u.end), ("media", u.media))
+                                        ("start", u.start), ("end", u.end), ("audio", u.audio),
+                                        ("video", u.video),
+                                        ("audio_span", list(u.audio_span) if u.audio_span else None),
+                                        ("video_span", list(u.video_span) if u.video_span else None))
                      if v is not None}
                     for u in d.utterances]}
                 for d in self.dialogues],
@@ -179,7 +190,10 @@ class Corpus:
                                       f"has label {u.get('label')!r}, not one of {list(labels)}")
                 utts.append(Utterance(id=str(u["id"]), speaker=str(u["speaker"]),
                                       label=label_index[u["label"]], text=u.get("text", ""),
-                                      start=u.get("start"), end=u.get("end"), media=u.get("media")))
+                                      start=u.get("start"), end=u.get("end"), audio=u.get("audio"),
+                                      video=u.get("video"),
+                                      audio_span=_span(u.get("audio_span")),
+                                      video_span=_span(u.get("video_span"))))
             dialogues.append(Dialogue(id=str(d["id"]), split=str(d["split"]), utterances=tuple(utts)))
         vocab = data.get("speaker_vocab")
         try:
@@ -202,6 +216,10 @@ class Corpus:
         except json.JSONDecodeError as err:
             raise CorpusError(f"{path}: not valid JSON ({err})") from err
         return cls.from_dict(data, source=str(path))
+
+
+def _span(value: Any) -> tuple[float, float] | None:
+    return None if value is None else (float(value[0]), float(value[1]))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
