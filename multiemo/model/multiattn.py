@@ -1,0 +1,63 @@
+"""MultiAttn: one stack of cross-attention layers per modality (PAPER.md §2.2).
+
+Every stack reads the same unfused unimodal sequences as its keys and values; only its queries
+carry the stack's own output from layer to layer. The stacks share no weights. The order of the
+other modalities follows the paper: text attends to audio then visual, audio to text then
+visual, visual to text then audio.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from multiemo.model.attention import MultiAttnLayer
+
+__all__ = ["MultiAttn"]
+
+
+class MultiAttn(nn.Module):
+    """Bidirectional multi-head cross-attention fusion over ``modalities``.
+
+    Args:
+        modalities: the modalities used, in the order text, audio, visual (any subset of two
+            or three; with a single modality there is nothing to fuse and no stack is built).
+        dim: model dimension.
+        num_heads: attention heads.
+        hidden_dim: feed-forward hidden size.
+        num_layers: layers per stack.
+        dropout: dropout rate.
+    """
+
+    def __init__(self, modalities: tuple[str, ...], dim: int, num_heads: int, hidden_dim: int,
+                 num_layers: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.modalities = tuple(modalities)
+        num_others = len(self.modalities) - 1
+        self.stacks = nn.ModuleDict({
+            m: nn.ModuleList(MultiAttnLayer(dim, num_heads, hidden_dim, num_others, dropout)
+                             for _ in range(num_layers))
+            for m in (self.modalities if num_others else ())
+        })
+
+    def forward(self, unimodal: dict[str, Tensor], key_masks: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Fuse each modality with the others.
+
+        Args:
+            unimodal: modality → ``(B, U, D)`` context-encoded sequence.
+            key_masks: modality → ``(B, U)`` bool, True where that modality's vector is real
+                (not padding, not absent).
+
+        Returns:
+            modality → ``(B, U, D)`` fused sequence (the input itself for a single modality).
+        """
+        fused = {}
+        for m in self.modalities:
+            if m not in self.stacks:
+                fused[m] = unimodal[m]
+                continue
+            others = [o for o in self.modalities if o != m]
+            x = unimodal[m]
+            for layer in self.stacks[m]:
+                x = layer(x, [unimodal[o] for o in others], [key_masks[o] for o in others])
+            fused[m] = x
+        return fused

@@ -1,0 +1,152 @@
+"""The MultiEMO network: parameter counts, an oracle for DialogueRNN, padding, ablations."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from multiemo.config import ModelConfig
+from multiemo.model import build_model, count_parameters
+from multiemo.model.dialoguernn import DialogueRNN, reverse_within_length
+
+MELD = ModelConfig()  # the official MELD sizes are the defaults
+IEMOCAP = ModelConfig(num_layers=6, mlp_hidden=256, num_classes=6, num_speakers=2,
+                      bidirectional_context=True, text_context=True)
+
+
+def test_parameter_counts_match_the_released_model():
+    assert count_parameters(build_model(MELD)) == 10_392_583
+    assert count_parameters(build_model(IEMOCAP)) == 29_670_918
+
+
+def released_dialoguernn(rnn: DialogueRNN, u: torch.Tensor, party_mask: torch.Tensor) -> torch.Tensor:
+    """Literal transcription of the released DialogueRNN cell loop (seq-first, every step,
+    every party, attention over the whole history), sharing ``rnn``'s parameters.
+
+    u: (U, B, D); party_mask: (U, B, P) one-hot. Returns e: (U, B, D).
+    """
+    U, B, D = u.shape
+    g_hist = torch.zeros(0, B, D, dtype=u.dtype)
+    q = torch.zeros(B, party_mask.shape[2], D, dtype=u.dtype)
+    e = None
+    es = []
+    for u_t, qmask in zip(u, party_mask):
+        idx = torch.argmax(qmask, 1)
+        q0_sel = torch.stack([q[b, idx[b]] for b in range(B)])
+        g = rnn.g_cell(torch.cat([u_t, q0_sel], 1), torch.zeros(B, D, dtype=u.dtype) if len(g_hist) == 0 else g_hist[-1])
+        if len(g_hist) == 0:
+            c = torch.zeros(B, D, dtype=u.dtype)
+        else:
+            alpha = torch.softmax(rnn.attention(g_hist), dim=0).permute(1, 2, 0)  # (B, 1, t-1)
+            c = torch.bmm(alpha, g_hist.transpose(0, 1))[:, 0, :]
+        u_c = torch.cat([u_t, c], 1).unsqueeze(1).expand(-1, q.shape[1], -1)
+        qs = rnn.p_cell(u_c.reshape(-1, 2 * D), q.reshape(-1, D)).view(B, -1, D)
+        m = qmask.unsqueeze(2)
+        q = q * (1 - m) + qs * m
+        e = rnn.e_cell(torch.stack([q[b, idx[b]] for b in range(B)]), torch.zeros(B, D, dtype=u.dtype) if e is None else e)
+        g_hist = torch.cat([g_hist, g.unsqueeze(0)], 0)
+        es.append(e)
+    return torch.stack(es)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dialoguernn_matches_the_released_cell_values_and_gradients(seed):
+    torch.manual_seed(seed)
+    B, U, D, P = 4, 7, 16, 3
+    rnn = DialogueRNN(D).double()
+    lengths = torch.tensor([7, 3, 5, 1])
+    u = torch.randn(B, U, D, dtype=torch.float64, requires_grad=True)
+    speaker = torch.randint(0, P, (B, U))
+    mask = torch.arange(U)[None] < lengths[:, None]
+    ours = rnn(u, speaker * mask, lengths)
+    # the released code runs each dialogue over its own steps; compare dialogue by dialogue
+    for b in range(B):
+        n = int(lengths[b])
+        ref = released_dialoguernn(rnn, u[b:b + 1, :n].transpose(0, 1),
+                                   nn.functional.one_hot(speaker[b:b + 1, :n], P).double().transpose(0, 1))
+        torch.testing.assert_close(ours[b, :n], ref[:, 0], rtol=1e-10, atol=1e-10)
+        assert torch.all(ours[b, n:] == 0)
+    # gradients through every parameter and the input, on a random real-position objective
+    weight = torch.randn(B, U, D, dtype=torch.float64) * mask[..., None]
+    grads = torch.autograd.grad((ours * weight).sum(), [u, *rnn.parameters()])
+    ref_loss = sum((released_dialoguernn(rnn, u[b:b + 1, :int(n)].transpose(0, 1),
+                                         nn.functional.one_hot(speaker[b:b + 1, :int(n)], P).double().transpose(0, 1))[:, 0]
+                    * weight[b, :int(n)]).sum() for b, n in enumerate(lengths))
+    ref_grads = torch.autograd.grad(ref_loss, [u, *rnn.parameters()])
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-10)
+
+
+def test_reverse_within_length_is_an_involution():
+    x = torch.randn(3, 5, 2)
+    lengths = torch.tensor([5, 2, 4])
+    torch.testing.assert_close(reverse_within_length(reverse_within_length(x, lengths), lengths), x)
+
+
+def small(cfg: ModelConfig, **kw) -> ModelConfig:
+    from dataclasses import replace
+    return replace(cfg, text_dim=12, audio_dim=10, visual_dim=14, model_dim=16, num_heads=4,
+                   hidden_dim=32, mlp_hidden=24, **kw)
+
+
+def random_batch(B, U, lengths, num_speakers=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.arange(U)[None] < torch.tensor(lengths)[:, None]
+    feats = {m: torch.randn(B, U, d, generator=g) * mask[..., None]
+             for m, d in (("text", 12), ("audio", 10), ("visual", 14))}
+    speaker = nn.functional.one_hot(torch.randint(0, num_speakers, (B, U), generator=g), num_speakers).float()
+    return feats, speaker * mask[..., None], mask
+
+
+@pytest.mark.parametrize("base", [MELD, IEMOCAP], ids=["meld", "iemocap"])
+def test_padding_leaves_real_utterances_unchanged(base):
+    """Unlike the released code: a longer dialogue in the batch must not change the outputs."""
+    torch.manual_seed(0)
+    model = build_model(small(base)).eval()
+    feats, speaker, mask = random_batch(2, 5, [5, 3])
+    with torch.no_grad():
+        alone = model(feats, speaker, mask)
+        # the same dialogues padded to 9 utterances, beside a third, longer one
+        extra, extra_speaker, extra_mask = random_batch(1, 9, [9], seed=1)
+        pad = lambda t: nn.functional.pad(t, (0, 0, 0, 4)) if t.dim() == 3 else nn.functional.pad(t, (0, 4))
+        big = {m: torch.cat([pad(feats[m]), extra[m]]) for m in feats}
+        # padding filled with garbage: it must not matter either
+        for m in big:
+            big[m][:2, 5:] = 1e3
+        out = model(big, torch.cat([pad(speaker), extra_speaker]), torch.cat([pad(mask), extra_mask]))
+    for b, n in enumerate([5, 3]):
+        torch.testing.assert_close(out.logits[b, :n], alone.logits[b, :n], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.z[b, :n], alone.z[b, :n], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("modalities,multiattn", [
+    *((m, True) for r in (1, 2, 3) for m in itertools.combinations(("text", "audio", "visual"), r)),
+    (("text", "audio", "visual"), False)])
+def test_every_modality_subset_and_the_concatenation_ablation_train(modalities, multiattn):
+    torch.manual_seed(0)
+    model = build_model(small(IEMOCAP, modalities=modalities, multiattn=multiattn))
+    feats, speaker, mask = random_batch(3, 6, [6, 4, 1])
+    out = model({m: feats[m] for m in modalities}, speaker, mask)
+    assert out.logits.shape == (3, 6, 6) and out.z.shape == (3, 6, 16)
+    assert set(out.fused) == set(modalities)
+    out.logits[mask].sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_absent_vectors_are_not_attended_and_an_all_absent_dialogue_stays_finite():
+    torch.manual_seed(0)
+    model = build_model(small(MELD)).eval()
+    feats, speaker, mask = random_batch(2, 4, [4, 4])
+    present = {m: mask.clone() for m in feats}
+    present["visual"][0, 3] = False  # one missing face (last, so the forward context cannot carry it)
+    present["visual"][1] = False  # a dialogue with no face at all
+    with torch.no_grad():
+        out1 = model(feats, speaker, mask, present)
+        changed = {m: v.clone() for m, v in feats.items()}
+        changed["visual"][0, 3] += 5.0
+        out2 = model(changed, speaker, mask, present)
+    assert torch.isfinite(out1.logits).all()
+    # text's fusion must not see the absent visual vector (visual's own stack still reads it)
+    torch.testing.assert_close(out1.fused["text"], out2.fused["text"])
+    assert not torch.allclose(out1.fused["visual"], out2.fused["visual"])
