@@ -1,0 +1,509 @@
+"""The batch-job runner that every extractor (text, audio, visual) shares.
+
+An extractor is only a function from a batch of utterances to a batch of vectors; the runner
+does the rest: sharding, resume, atomic writes, progress, failure log, summary and merge.
+
+The extractor contract::
+
+    class Extractor(Protocol):
+        name: str            # "text-minilm", "opensmile-IS10", ...
+        batch_size: int
+        def info(self) -> dict: ...                 # settings, model id, dim (store metadata)
+        def setup(self, device: torch.device) -> None: ...   # load models, once per process
+        def extract(self, items: list[Utterance]) -> list[np.ndarray | Absent | Exception]: ...
+
+``extract`` returns one outcome per item: a 1-d vector (done), an :class:`Absent` (computed fine
+but there is no vector, e.g. no face in the clip: stored with ``present=0``), or an exception
+(that item failed). When the whole call raises, the runner retries the batch's items one by one,
+so one bad clip cannot sink its batch; an item whose own call raises :class:`Absent` is absent,
+any other exception is a failure.
+
+:func:`run_job` lays its files out next to the consolidated store ``out``::
+
+    features/text.safetensors            the consolidated store (written by the merge)
+    features/text.safetensors.work/
+        job.json                         extractor info + the ordered ids of the whole job
+        chunk-s0of2-<time>-<pid>.safetensors   finished items (a small store; atomic rename)
+        failures-s0of2.jsonl             one line per failed attempt: id, error, traceback tail
+
+Every file appears by atomic rename, so a job killed at any moment leaves only whole chunks;
+a rerun skips every id that some chunk already holds (whatever shard wrote it), retries the
+failed ones, and a merge keeps one row per id, so a shard run twice never duplicates items.
+Shard ``K/N`` (``0 <= K < N``) takes the job's items ``i`` with ``i % N == K`` in corpus order,
+so N machines sharing the folder split the corpus without talking to each other.
+
+When every id of the job is either done, absent or failed in its latest attempt, the run merges
+the chunks into ``out``: rows in corpus order, failed items with ``present=0`` and their error
+in the store's ``info["failed"]`` (absent items' reasons in ``info["absent"]``). ``merge_job(out)``
+(``--merge`` on the command line) does the merge on its own, e.g. after the last shard of a
+cluster job. The work folder is kept (a rerun is then a no-op that merges again); delete it to
+start afresh. A job whose settings (``info()``) or items differ from those recorded in
+``job.json`` is refused rather than mixed.
+
+Command-line helpers keep each extractor's ``main(argv)`` thin: :func:`add_job_arguments`
+(``--config``, ``key=value`` overrides, ``--shard K/N``, ``--merge``, ``--device``,
+``--no-progress``), :class:`CorpusSource` (the ``corpus:`` block of every extraction config) and
+:func:`load_corpus` (a ``corpus.json``, or a raw MELD / IEMOCAP release read by the readers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+from multiemo.data.corpus import Corpus, Utterance, atomic_write_text
+from multiemo.data.store import FeatureStore, write_store
+
+__all__ = ["Absent", "Extractor", "JobError", "JobSummary", "CorpusSource", "run_job",
+           "merge_job", "job_status", "parse_shard", "resolve_device", "add_job_arguments",
+           "load_corpus", "work_dir"]
+
+JOB_FORMAT = "multiemo-extraction-job"
+
+
+class Absent(Exception):
+    """Raised (or returned) for an item computed fine but with no vector (e.g. no face found).
+
+    Stored with ``present=0`` and counted as absent, not as a failure. The message, if any, is
+    kept as the reason in the store's metadata.
+    """
+
+
+class JobError(RuntimeError):
+    """A job that cannot run or merge as asked (mixed settings, missing items); names the files."""
+
+
+@runtime_checkable
+class Extractor(Protocol):
+    name: str
+    batch_size: int
+
+    def info(self) -> dict[str, Any]: ...
+
+    def setup(self, device: torch.device) -> None: ...
+
+    def extract(self, items: list[Utterance]) -> list[np.ndarray | Absent | Exception]: ...
+
+
+@dataclass
+class JobSummary:
+    """What one :func:`run_job` call did (counts are of this shard's items)."""
+
+    shard: tuple[int, int]
+    total: int  # items of this shard
+    done: int = 0  # computed now, with a vector
+    absent: int = 0  # computed now, without a vector
+    failed: int = 0
+    skipped: int = 0  # already done by an earlier run
+    seconds: float = 0.0
+    merged: Path | None = None  # the consolidated store, when this run completed the job
+    failures: dict[str, str] = field(default_factory=dict)  # id → error, of this run
+
+    @property
+    def rate(self) -> float:
+        """Items computed per second in this run (done + absent + failed)."""
+        return (self.done + self.absent + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+    def format(self) -> str:
+        k, n = self.shard
+        text = (f"shard {k}/{n}: {self.total} items: {self.done} done, {self.absent} absent, "
+                f"{self.failed} failed, {self.skipped} skipped (already done) "
+                f"in {self.seconds:.1f} s ({self.rate:.1f} items/s)")
+        if self.failures:
+            shown = list(self.failures.items())[:5]
+            text += "\nfailures: " + "; ".join(f"{i}: {e}" for i, e in shown)
+            if len(self.failures) > 5:
+                text += f"; ... ({len(self.failures) - 5} more in the failure log)"
+        text += f"\nmerged into {self.merged}" if self.merged else "\njob not complete: not merged yet"
+        return text
+
+
+# -- small helpers ------------------------------------------------------------------------------
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` → ``(K, N)``, with ``0 <= K < N``.
+
+    >>> parse_shard("1/4")
+    (1, 4)
+    >>> parse_shard("4/4")
+    Traceback (most recent call last):
+    ...
+    ValueError: shard '4/4': expected K/N with 0 <= K < N (shards count from 0)
+    """
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise ValueError(f"shard {text!r}: expected K/N, e.g. 0/4") from None
+    if not 0 <= k < n:
+        raise ValueError(f"shard {text!r}: expected K/N with 0 <= K < N (shards count from 0)")
+    return k, n
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` → CUDA when present, else CPU; anything else as torch reads it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def work_dir(out: str | Path) -> Path:
+    """The folder of a job's chunks and logs, next to its consolidated store."""
+    out = Path(out)
+    return out.with_name(out.name + ".work")
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _short_error(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+# -- the work folder ------------------------------------------------------------------------------
+
+def _init_job(work: Path, info: dict[str, Any], ids: list[str]) -> None:
+    """Create ``job.json``, or check that the one there is the same job."""
+    job_file = work / "job.json"
+    job = {"format": JOB_FORMAT, "version": 1, "info": json.loads(_canonical(info)), "ids": ids}
+    if job_file.exists():
+        old = json.loads(job_file.read_text(encoding="utf-8"))
+        if _canonical(old.get("info")) != _canonical(job["info"]):
+            raise JobError(f"{job_file}: this folder holds a job with other settings "
+                           f"({_canonical(old.get('info'))[:300]}); delete {work} or write to "
+                           f"another output to start a new job")
+        if old.get("ids") != ids:
+            raise JobError(f"{job_file}: this folder holds a job over other utterances "
+                           f"({len(old.get('ids', []))} ids, now {len(ids)}); delete {work} or "
+                           f"write to another output")
+        return
+    atomic_write_text(job_file, json.dumps(job, ensure_ascii=False))
+
+
+def _read_chunks(work: Path) -> tuple[dict[str, tuple[Path, int]], dict[str, str]]:
+    """id → (chunk file, row) of every finished item, and id → reason of the absent ones."""
+    rows: dict[str, tuple[Path, int]] = {}
+    absent: dict[str, str] = {}
+    for chunk in sorted(work.glob("chunk-*.safetensors")):
+        store = FeatureStore(chunk)
+        reasons = store.info.get("absent", {})
+        for row, uid in enumerate(store.ids):
+            if uid not in rows:  # a shard run twice: the first copy wins
+                rows[uid] = (chunk, row)
+                if uid in reasons:
+                    absent[uid] = reasons[uid]
+    return rows, absent
+
+
+def _read_failures(work: Path) -> dict[str, str]:
+    """id → error of the latest failed attempt of every item in the failure logs."""
+    failures: dict[str, tuple[float, str]] = {}
+    for log in sorted(work.glob("failures-*.jsonl")):
+        for line in log.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            old = failures.get(rec["id"])
+            if old is None or rec.get("time", 0) >= old[0]:
+                failures[rec["id"]] = (rec.get("time", 0), rec["error"])
+    return {uid: err for uid, (_, err) in failures.items()}
+
+
+def job_status(out: str | Path) -> dict[str, Any]:
+    """Counts of a job's items: total, done, absent, failed (latest attempt), missing."""
+    work = work_dir(out)
+    job_file = work / "job.json"
+    if not job_file.exists():
+        raise JobError(f"no extraction job at {work} (no job.json)")
+    ids = json.loads(job_file.read_text(encoding="utf-8"))["ids"]
+    rows, absent = _read_chunks(work)
+    failures = {k: v for k, v in _read_failures(work).items() if k not in rows}
+    missing = [i for i in ids if i not in rows and i not in failures]
+    return {"total": len(ids), "done": sum(i in rows for i in ids) - len(absent),
+            "absent": len(absent), "failed": len(failures), "missing": len(missing)}
+
+
+class _ChunkWriter:
+    """Buffers finished items and writes them as one small store per chunk, atomically."""
+
+    def __init__(self, work: Path, shard: tuple[int, int], info: dict[str, Any],
+                 chunk_items: int, chunk_seconds: float) -> None:
+        self.work, self.shard, self.info = work, shard, info
+        self.chunk_items, self.chunk_seconds = chunk_items, chunk_seconds
+        self.ids: list[str] = []
+        self.vectors: list[np.ndarray | None] = []  # None: absent
+        self.absent: dict[str, str] = {}
+        self.dim: int | None = info.get("dim") if isinstance(info.get("dim"), int) else None
+        self.last_flush = time.monotonic()
+        self.failure_log = work / f"failures-s{shard[0]}of{shard[1]}.jsonl"
+
+    def add(self, uid: str, vector: np.ndarray | None, reason: str = "") -> None:
+        self.ids.append(uid)
+        self.vectors.append(vector)
+        if vector is None:
+            self.absent[uid] = reason
+        elif self.dim is None:
+            self.dim = int(vector.shape[0])
+        if len(self.ids) >= self.chunk_items or \
+                time.monotonic() - self.last_flush >= self.chunk_seconds:
+            self.flush()
+
+    def fail(self, uid: str, err: BaseException) -> None:
+        tb = traceback.extract_tb(err.__traceback__)[-3:]
+        record = {"id": uid, "error": _short_error(err), "time": time.time(),
+                  "traceback": [f"{f.filename}:{f.lineno} in {f.name}" for f in tb]}
+        with open(self.failure_log, "a", encoding="utf-8") as fh:  # one short line per append
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if not self.ids:
+            return
+        dim = self.dim or 0
+        features = np.zeros((len(self.ids), dim), dtype=np.float32)  # (n, D)
+        present = np.zeros(len(self.ids), dtype=bool)
+        for row, vec in enumerate(self.vectors):
+            if vec is not None:
+                features[row] = vec
+                present[row] = True
+        name = f"chunk-s{self.shard[0]}of{self.shard[1]}-{time.time_ns()}-{os.getpid()}.safetensors"
+        write_store(self.work / name, self.ids, features, present,
+                    info={"chunk_of": self.info.get("extractor"), "absent": self.absent})
+        self.ids, self.vectors, self.absent = [], [], {}
+
+
+def _outcomes(extractor: Extractor, batch: list[Utterance]) -> list[Any]:
+    """One outcome per item; a failed batch call is retried item by item."""
+    try:
+        results = list(extractor.extract(batch))
+        if len(results) != len(batch):
+            raise JobError(f"extractor {extractor.name!r} returned {len(results)} results for "
+                           f"{len(batch)} items")
+        return results
+    except Exception as batch_err:  # retry alone: one bad item must not sink its batch
+        if len(batch) == 1:
+            return [batch_err]
+        results = []
+        for item in batch:
+            try:
+                (result,) = extractor.extract([item])
+            except Exception as err:  # noqa: BLE001 - any per-item error is logged, not fatal
+                result = err
+            results.append(result)
+        return results
+
+
+# -- the job --------------------------------------------------------------------------------------
+
+def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
+            shard: tuple[int, int] = (0, 1), device: str = "auto",
+            splits: Sequence[str] | None = None,
+            order: Callable[[Utterance], float] | None = None, progress: bool = True,
+            chunk_items: int = 512, chunk_seconds: float = 60.0) -> JobSummary:
+    """Run (or resume) one shard of an extraction job, and merge when the job is complete.
+
+    Args:
+        extractor: what computes the vectors (see the module docstring).
+        corpus: the corpus whose utterances are the job's items.
+        out: the consolidated ``.safetensors`` store; the work folder is ``<out>.work``.
+        shard: ``(K, N)``: this run takes items ``i % N == K`` of the job, ``0 <= K < N``.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``.
+        splits: only utterances of these splits (default: all).
+        order: sort key of this run's items before batching (text: length, to keep padding low).
+        progress: show a progress bar (rate, ETA) and print the summary to stderr.
+        chunk_items, chunk_seconds: write a chunk after this many items or seconds, whichever
+            first (a kill loses at most one chunk's work).
+
+    Returns:
+        The :class:`JobSummary` of this run.
+
+    Raises:
+        JobError: the work folder holds another job (other settings or items).
+    """
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard {k}/{n}: expected 0 <= K < N")
+    out = Path(out)
+    work = work_dir(out)
+    work.mkdir(parents=True, exist_ok=True)
+    wanted = None if splits is None else set(splits)
+    unknown = set() if wanted is None else wanted - set(corpus.splits)
+    if unknown:
+        raise ValueError(f"splits {sorted(unknown)} are not in corpus {corpus.name!r} "
+                         f"(it has {corpus.splits})")
+    items = [u for d in corpus.dialogues if wanted is None or d.split in wanted
+             for u in d.utterances]
+    ids = [u.id for u in items]
+
+    start = time.monotonic()
+    extractor.setup(resolve_device(device))
+    info = {"extractor": extractor.name, **extractor.info()}
+    _init_job(work, info, ids)
+
+    mine = [u for i, u in enumerate(items) if i % n == k]
+    done_rows, _ = _read_chunks(work)
+    todo = [u for u in mine if u.id not in done_rows]
+    summary = JobSummary(shard=shard, total=len(mine), skipped=len(mine) - len(todo))
+    if order is not None:
+        todo.sort(key=order)
+
+    writer = _ChunkWriter(work, shard, info, chunk_items, chunk_seconds)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), desc=f"{extractor.name} {k}/{n}", unit="utt",
+                   dynamic_ncols=True, file=sys.stderr)
+    try:
+        for first in range(0, len(todo), max(1, extractor.batch_size)):
+            batch = todo[first:first + max(1, extractor.batch_size)]
+            for item, result in zip(batch, _outcomes(extractor, batch)):
+                if isinstance(result, Absent):
+                    writer.add(item.id, None, str(result))
+                    summary.absent += 1
+                    continue
+                if not isinstance(result, BaseException):
+                    vec = np.asarray(result, dtype=np.float32).reshape(-1)
+                    if writer.dim is not None and vec.shape[0] != writer.dim:
+                        result = JobError(f"vector of dimension {vec.shape[0]}, expected "
+                                          f"{writer.dim}")
+                    elif not np.isfinite(vec).all():
+                        result = JobError("NaN or inf in the vector")
+                    else:
+                        writer.add(item.id, vec)
+                        summary.done += 1
+                        continue
+                writer.fail(item.id, result)
+                summary.failures[item.id] = _short_error(result)
+                summary.failed += 1
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        writer.flush()  # also on Ctrl-C: what is finished is kept
+        if bar is not None:
+            bar.close()
+
+    status = job_status(out)
+    if status["missing"] == 0:
+        summary.merged = merge_job(out)
+    summary.seconds = time.monotonic() - start
+    if progress:
+        print(summary.format(), file=sys.stderr)
+    return summary
+
+
+def merge_job(out: str | Path, *, allow_incomplete: bool = False) -> Path:
+    """Merge a job's chunks into the consolidated store ``out`` (atomically) and return it.
+
+    Rows follow the job's id order; failed items (and, with ``allow_incomplete``, items no run
+    has reached yet) are stored with ``present=0`` and their error in ``info["failed"]``.
+
+    Raises:
+        JobError: no job at ``<out>.work``, or items not yet attempted (unless
+            ``allow_incomplete``).
+    """
+    out = Path(out)
+    work = work_dir(out)
+    job_file = work / "job.json"
+    if not job_file.exists():
+        raise JobError(f"no extraction job at {work} (no job.json): run the extraction first")
+    job = json.loads(job_file.read_text(encoding="utf-8"))
+    ids: list[str] = job["ids"]
+    rows, absent = _read_chunks(work)
+    failures = {k: v for k, v in _read_failures(work).items() if k not in rows}
+    missing = [i for i in ids if i not in rows and i not in failures]
+    if missing and not allow_incomplete:
+        raise JobError(f"{work}: {len(missing)} of {len(ids)} items have not been attempted yet "
+                       f"(e.g. {missing[:5]}); run the remaining shards first")
+    for uid in missing:
+        failures[uid] = "not attempted"
+
+    stores = {chunk: FeatureStore(chunk) for chunk in {c for c, _ in rows.values()}}
+    dims = {s.dim for s in stores.values() if s.present.any()}
+    if len(dims) > 1:
+        raise JobError(f"{work}: chunks disagree on the dimension ({sorted(dims)})")
+    dim = dims.pop() if dims else int(job["info"].get("dim", 0))
+    features = np.zeros((len(ids), dim), dtype=np.float32)  # (N, D)
+    present = np.zeros(len(ids), dtype=bool)
+    for i, uid in enumerate(ids):
+        if uid in rows:
+            chunk, row = rows[uid]
+            store = stores[chunk]
+            if store.present[row]:
+                vectors, _ = store.get([uid])
+                features[i] = vectors[0]
+                present[i] = True
+    info = dict(job["info"])
+    info.update(dim=dim, absent={k: v for k, v in absent.items()},
+                failed={k: failures[k] for k in ids if k in failures},
+                num_absent=len(absent), num_failed=sum(k in failures for k in ids))
+    write_store(out, ids, features, present, info=info)
+    return out
+
+
+# -- command-line helpers ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """The ``corpus:`` block of an extraction config: where the job's utterances come from.
+
+    With ``dataset`` and ``root`` set, the raw release is read (``meld``: the CSV folder;
+    ``iemocap``: the folder of ``Session1``...``Session5``) and written to ``path`` as the
+    ``corpus.json`` that training reads; otherwise ``path`` is read. ``media_root`` is where the
+    utterances' media paths are resolved (audio / visual extractors).
+    """
+
+    path: str = "data/meld/corpus.json"
+    dataset: str = ""  # "", "meld" or "iemocap"
+    root: str = ""  # the raw release, when dataset is set
+    media_root: str = ""
+    skip_bad_rows: bool = False  # skip (and count) bad rows of the raw release instead of failing
+
+
+def load_corpus(source: CorpusSource) -> Corpus:
+    """Read the corpus an extraction config names (and write its ``corpus.json`` if raw)."""
+    if not source.dataset:
+        return Corpus.load(source.path)
+    if not source.root:
+        raise ValueError(f"corpus.dataset={source.dataset!r} needs corpus.root (the raw release)")
+    if source.dataset == "meld":
+        from multiemo.data.meld import read_meld
+        corpus = read_meld(source.root, media_root=source.media_root or None,
+                           skip_bad_rows=source.skip_bad_rows)
+    elif source.dataset == "iemocap":
+        from multiemo.data.iemocap import read_iemocap
+        corpus = read_iemocap(source.root, skip_bad_rows=source.skip_bad_rows)
+    else:
+        raise ValueError(f"corpus.dataset must be '', 'meld' or 'iemocap', got {source.dataset!r}")
+    if source.path:
+        path = Path(source.path)
+        if not path.exists() or Corpus.load(path) != corpus:
+            corpus.save(path)
+    return corpus
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options every ``multiemo extract ...`` command shares. Parse with
+    ``parser.parse_intermixed_args(argv)`` so options and ``key=value`` overrides mix freely."""
+    parser.add_argument("--config", required=True, help="extraction config (YAML)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="override config fields, dotted for nesting (corpus.path=...)")
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
+                        help="run shard K of N (0 <= K < N); default 0/1")
+    parser.add_argument("--merge", action="store_true",
+                        help="only merge the finished shards into the consolidated store")
+    parser.add_argument("--device", default=None,
+                        help="auto, cpu, cuda, cuda:N (default: the config's, else auto)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser

@@ -1,0 +1,258 @@
+"""The shared batch-job runner: shards, resume, failures, absent items, merge, atomicity."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feature_extraction.runner import (Absent, CorpusSource, JobError, add_job_arguments,
+                                       job_status, load_corpus, merge_job, parse_shard, run_job,
+                                       work_dir)
+from multiemo.data.corpus import Corpus, Dialogue, Utterance
+from multiemo.data.store import FeatureStore
+
+
+def toy_corpus(num_dialogues: int = 5, length: int = 7) -> Corpus:
+    dialogues = []
+    for d in range(num_dialogues):
+        split = ("train", "dev", "test")[d % 3]
+        utts = tuple(Utterance(id=f"d{d}_u{u}", speaker="AB"[u % 2], label=u % 3,
+                               text="x" * (1 + (d * 7 + u) % 11))
+                     for u in range(length))
+        dialogues.append(Dialogue(f"d{d}", split, utts))
+    return Corpus("toy", ("a", "b", "c"), tuple(dialogues))
+
+
+def vector_of(utt: Utterance) -> np.ndarray:
+    seed = sum(map(ord, utt.id))
+    return np.random.default_rng(seed).standard_normal(4).astype(np.float32)
+
+
+class ToyExtractor:
+    """Vectors from the id; ``absent`` ids have no vector, ``broken`` ids make the batch raise."""
+
+    name = "toy"
+
+    def __init__(self, batch_size: int = 4, absent=(), broken=(), returned_errors=(),
+                 setting: int = 1) -> None:
+        self.batch_size = batch_size
+        self.absent, self.broken, self.returned_errors = set(absent), set(broken), set(returned_errors)
+        self.setting = setting
+        self.calls: list[list[str]] = []
+        self.device = None
+
+    def info(self) -> dict:
+        return {"setting": self.setting, "dim": 4}
+
+    def setup(self, device) -> None:
+        self.device = device
+
+    def extract(self, items):
+        self.calls.append([u.id for u in items])
+        if any(u.id in self.broken for u in items):
+            raise RuntimeError("unreadable clip")
+        out = []
+        for u in items:
+            if u.id in self.absent:
+                out.append(Absent("no face"))
+            elif u.id in self.returned_errors:
+                out.append(ValueError("bad sample rate"))
+            else:
+                out.append(vector_of(u))
+        return out
+
+
+def all_ids(corpus: Corpus) -> list[str]:
+    return [u.id for u in corpus.utterances()]
+
+
+def test_parse_shard():
+    assert parse_shard("0/1") == (0, 1)
+    assert parse_shard("3/4") == (3, 4)
+    for bad in ("1/1", "-1/2", "a/b", "2", "1/0"):
+        with pytest.raises(ValueError, match="shard"):
+            parse_shard(bad)
+
+
+def test_full_run_writes_the_store_in_corpus_order(tmp_path):
+    corpus = toy_corpus()
+    out = tmp_path / "features" / "toy.safetensors"
+    ext = ToyExtractor(absent={"d1_u3"})
+    summary = run_job(ext, corpus, out, device="cpu", progress=False)
+    assert (summary.total, summary.done, summary.absent, summary.failed, summary.skipped) == \
+        (35, 34, 1, 0, 0)
+    assert summary.merged == out and ext.device.type == "cpu"
+    store = FeatureStore(out)
+    assert store.ids == all_ids(corpus)
+    assert store.dim == 4 and store.info["extractor"] == "toy" and store.info["setting"] == 1
+    assert store.info["absent"] == {"d1_u3": "no face"} and store.info["failed"] == {}
+    vectors, present = store.get(store.ids)
+    assert present.sum() == 34 and not present[store.ids.index("d1_u3")]
+    utt = corpus.dialogues[2].utterances[5]
+    np.testing.assert_array_equal(vectors[store.ids.index(utt.id)], vector_of(utt))
+
+
+def test_bad_item_is_retried_alone_and_logged_while_the_job_goes_on(tmp_path):
+    corpus = toy_corpus()
+    out = tmp_path / "toy.safetensors"
+    ext = ToyExtractor(broken={"d0_u2"}, returned_errors={"d4_u0"})
+    summary = run_job(ext, corpus, out, progress=False)
+    assert summary.failed == 2 and summary.done == 33
+    assert set(summary.failures) == {"d0_u2", "d4_u0"}
+    assert "unreadable clip" in summary.failures["d0_u2"]
+    # the failed batch was retried item by item: its good neighbours are done
+    assert ["d0_u0"] in ext.calls and ["d0_u2"] in ext.calls
+    store = FeatureStore(out)  # failures end as absent rows, the reason in the metadata
+    _, present = store.get(["d0_u2", "d4_u0", "d0_u1"])
+    assert present.tolist() == [False, False, True]
+    assert "bad sample rate" in store.info["failed"]["d4_u0"]
+    log = [json.loads(line) for line in
+           (work_dir(out) / "failures-s0of1.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in log} == {"d0_u2", "d4_u0"}
+    assert all(r["error"] for r in log)
+    assert any("extract" in line for r in log if r["id"] == "d0_u2" for line in r["traceback"])
+    # a rerun retries only the failed items; once they succeed, the store has them
+    fixed = ToyExtractor()
+    again = run_job(fixed, corpus, out, progress=False)
+    assert again.skipped == 33 and again.done == 2
+    assert sorted(i for call in fixed.calls for i in call) == ["d0_u2", "d4_u0"]
+    assert FeatureStore(out).present.all() and FeatureStore(out).info["failed"] == {}
+
+
+def test_shards_split_the_job_and_merge_once_complete(tmp_path):
+    corpus = toy_corpus()
+    whole = tmp_path / "whole.safetensors"
+    run_job(ToyExtractor(), corpus, whole, progress=False)
+    out = tmp_path / "sharded.safetensors"
+    first = run_job(ToyExtractor(), corpus, out, shard=(0, 3), progress=False)
+    assert first.merged is None and not out.exists()
+    assert job_status(out)["missing"] == 35 - first.total
+    with pytest.raises(JobError, match="not been attempted"):
+        merge_job(out)
+    run_job(ToyExtractor(), corpus, out, shard=(2, 3), progress=False)
+    # a shard run twice does nothing new and duplicates nothing
+    twice = ToyExtractor()
+    assert run_job(twice, corpus, out, shard=(2, 3), progress=False).skipped == 11
+    assert twice.calls == []
+    last = run_job(ToyExtractor(), corpus, out, shard=(1, 3), progress=False)
+    assert last.merged == out
+    assert [first.total, last.total] == [12, 12]
+    a, b = FeatureStore(whole), FeatureStore(out)
+    assert a.ids == b.ids
+    np.testing.assert_array_equal(a.get(a.ids)[0], b.get(b.ids)[0])
+    assert merge_job(out) == out  # an explicit merge is idempotent
+
+
+def test_interrupted_run_resumes_without_recomputing(tmp_path):
+    corpus = toy_corpus()
+    out = tmp_path / "toy.safetensors"
+
+    class Interrupted(ToyExtractor):
+        def extract(self, items):
+            if len(self.calls) == 5:
+                raise KeyboardInterrupt
+            return super().extract(items)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(Interrupted(), corpus, out, progress=False, chunk_items=8)
+    assert not out.exists()
+    assert job_status(out)["done"] == 20  # five batches of four were finished and kept
+    rest = ToyExtractor()
+    summary = run_job(rest, corpus, out, progress=False)
+    assert summary.skipped == 20 and summary.done == 15
+    assert len({i for call in rest.calls for i in call}) == 15
+    whole = tmp_path / "whole.safetensors"
+    run_job(ToyExtractor(), corpus, whole, progress=False)
+    np.testing.assert_array_equal(FeatureStore(out).get(all_ids(corpus))[0],
+                                  FeatureStore(whole).get(all_ids(corpus))[0])
+
+
+def test_hard_kill_leaves_only_whole_chunks(tmp_path):
+    """os._exit mid-job (no cleanup at all): the rerun finishes with the same store."""
+    corpus = toy_corpus()
+    corpus_path = tmp_path / "corpus.json"
+    corpus.save(corpus_path)
+    out = tmp_path / "toy.safetensors"
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_runner import ToyExtractor
+        from feature_extraction.runner import run_job
+        from multiemo.data.corpus import Corpus
+        class Killed(ToyExtractor):
+            def extract(self, items):
+                if len(self.calls) == 5:
+                    os._exit(9)
+                return super().extract(items)
+        run_job(Killed(), Corpus.load({str(corpus_path)!r}), {str(out)!r}, progress=False,
+                chunk_items=8)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    assert not out.exists()
+    assert not list(work_dir(out).glob("*.tmp")) and not list(work_dir(out).glob(".*"))
+    assert job_status(out)["done"] == 16  # two whole chunks of 8 survived the kill
+    run_job(ToyExtractor(), corpus, out, progress=False)
+    whole = tmp_path / "whole.safetensors"
+    run_job(ToyExtractor(), corpus, whole, progress=False)
+    assert FeatureStore(out).ids == FeatureStore(whole).ids
+    np.testing.assert_array_equal(FeatureStore(out).get(all_ids(corpus))[0],
+                                  FeatureStore(whole).get(all_ids(corpus))[0])
+
+
+def test_other_settings_in_the_same_folder_are_refused(tmp_path):
+    corpus = toy_corpus()
+    out = tmp_path / "toy.safetensors"
+    run_job(ToyExtractor(), corpus, out, shard=(0, 2), progress=False)
+    with pytest.raises(JobError, match="other settings"):
+        run_job(ToyExtractor(setting=2), corpus, out, shard=(1, 2), progress=False)
+    with pytest.raises(JobError, match="other utterances"):
+        run_job(ToyExtractor(), corpus, out, splits=["train"], progress=False)
+
+
+def test_splits_order_and_batching(tmp_path):
+    corpus = toy_corpus()
+    ext = ToyExtractor(batch_size=5)
+    out = tmp_path / "toy.safetensors"
+    summary = run_job(ext, corpus, out, splits=["test"], order=lambda u: len(u.text),
+                      progress=False)
+    assert summary.total == 7 and FeatureStore(out).ids == [f"d2_u{u}" for u in range(7)]
+    assert [len(c) for c in ext.calls] == [5, 2]
+    lengths = [len(next(u for u in corpus.utterances() if u.id == i).text)
+               for call in ext.calls for i in call]
+    assert lengths == sorted(lengths)
+    with pytest.raises(ValueError, match="not in corpus"):
+        run_job(ext, corpus, tmp_path / "x.safetensors", splits=["valid"], progress=False)
+
+
+def test_wrong_dimension_is_a_failure_not_a_corrupt_store(tmp_path):
+    class Ragged(ToyExtractor):
+        def extract(self, items):
+            return [np.zeros(3 if u.id == "d0_u1" else 4) for u in items]
+
+    summary = run_job(Ragged(), toy_corpus(1), tmp_path / "r.safetensors", progress=False)
+    assert summary.failed == 1 and "dimension 3" in summary.failures["d0_u1"]
+
+
+def test_progress_and_summary_go_to_stderr(tmp_path, capsys):
+    run_job(ToyExtractor(absent={"d0_u0"}), toy_corpus(1), tmp_path / "t.safetensors")
+    err = capsys.readouterr().err
+    assert "6 done, 1 absent, 0 failed, 0 skipped" in err and "merged into" in err
+
+
+def test_cli_helpers(tmp_path):
+    import argparse
+    parser = add_job_arguments(argparse.ArgumentParser())
+    args = parser.parse_intermixed_args(["--config", "c.yaml", "a=1", "--shard", "1/2", "b.c=x"])
+    assert args.overrides == ["a=1", "b.c=x"] and args.shard == (1, 2) and not args.merge
+    corpus = toy_corpus(2)
+    corpus.save(tmp_path / "corpus.json")
+    assert load_corpus(CorpusSource(path=str(tmp_path / "corpus.json"))) == corpus
+    with pytest.raises(ValueError, match="corpus.dataset"):
+        load_corpus(CorpusSource(dataset="swbd", root=str(tmp_path)))
