@@ -21,8 +21,9 @@ published numbers)::
                                                            and the divisor is D − 1
     L = −(1/N) Σ_pairs (E − ½ tr(C_Q C_V) / N)
 
-Both traces are computed without forming a covariance: for centred ``Q̃`` and ``Ṽ``,
-``tr(Q̃Q̃ᵀ ṼṼᵀ) = tr(Q̃ᵀQ̃ ṼᵀṼ) = ‖Q̃ᵀṼ‖²_F``, one ``(D, D)`` product.
+The traces use ``tr(AAᵀ BBᵀ) = ‖AᵀB‖²_F`` and ``tr(AᵀA BᵀB) = ‖ABᵀ‖²_F``: one product of
+the centred features, ``(D, D)`` for the official ``N × N`` covariances and ``(N, N)`` for the
+paper's ``D × D`` ones, never a covariance matrix followed by a second matmul.
 
 Small batches. The released code *raises* on a batch of one utterance: ``torch.cov`` of a
 ``(1, D)`` input returns a 0-dimensional tensor and ``torch.matmul`` rejects it ("both arguments
@@ -62,7 +63,7 @@ def _pair_paper(q: Tensor, v: Tensor) -> Tensor:
     q_c = q - q.mean(dim=0, keepdim=True)  # (N, D): each feature centred over the batch
     v_c = v - v.mean(dim=0, keepdim=True)  # (N, D)
     inner = (q_c * v_c).sum(dim=-1).mean()  # E[QᵀV] of zero-mean features
-    trace = (q_c.T @ v_c).square().sum() / max(N - 1, 1) ** 2  # tr(cov_Q cov_V), unbiased
+    trace = (q_c @ v_c.T).square().sum() / max(N - 1, 1) ** 2  # tr(cov_Q cov_V), unbiased
     return inner - 0.5 * trace
 
 
