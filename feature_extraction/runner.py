@@ -477,15 +477,10 @@ def load_corpus(source: CorpusSource) -> Corpus:
         return Corpus.load(source.path)
     if not source.root:
         raise ValueError(f"corpus.dataset={source.dataset!r} needs corpus.root (the raw release)")
-    if source.dataset == "meld":
-        from multiemo.data.meld import read_meld
-        corpus = read_meld(source.root, media_root=source.media_root or None,
-                           skip_bad_rows=source.skip_bad_rows)
-    elif source.dataset == "iemocap":
-        from multiemo.data.iemocap import read_iemocap
-        corpus = read_iemocap(source.root, skip_bad_rows=source.skip_bad_rows)
-    else:
-        raise ValueError(f"corpus.dataset must be '', 'meld' or 'iemocap', got {source.dataset!r}")
+    from multiemo.data.cli import read_corpus
+    media_root = source.media_root or None if source.dataset == "meld" else None  # IEMOCAP: root
+    corpus = read_corpus(source.dataset, source.root, media_root=media_root,
+                         skip_bad_rows=source.skip_bad_rows)
     if source.path:
         path = Path(source.path)
         if not path.exists() or Corpus.load(path) != corpus:

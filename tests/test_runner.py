@@ -254,5 +254,5 @@ def test_cli_helpers(tmp_path):
     corpus = toy_corpus(2)
     corpus.save(tmp_path / "corpus.json")
     assert load_corpus(CorpusSource(path=str(tmp_path / "corpus.json"))) == corpus
-    with pytest.raises(ValueError, match="corpus.dataset"):
+    with pytest.raises(ValueError, match="unknown dataset"):
         load_corpus(CorpusSource(dataset="swbd", root=str(tmp_path)))

@@ -1,0 +1,84 @@
+"""``multiemo corpus ...``: read a raw corpus, print its statistics or write its ``corpus.json``.
+
+    multiemo corpus stats --dataset meld --root ../shared/data/meld [--json]
+    multiemo corpus build --dataset iemocap --root IEMOCAP_full_release --out data/iemocap/corpus.json
+
+``--skip-bad-rows`` skips (and counts) bad rows instead of stopping at the first one;
+``--media-root`` (MELD) checks the clips and writes their paths relative to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from multiemo.data.corpus import Corpus, CorpusError
+
+__all__ = ["main", "read_corpus"]
+
+
+def read_corpus(dataset: str, root: str, *, media_root: str | None = None,
+                skip_bad_rows: bool = False) -> Corpus:
+    """Read a raw MELD or IEMOCAP release with its reader."""
+    if dataset == "meld":
+        from multiemo.data.meld import read_meld
+        return read_meld(root, media_root=media_root, skip_bad_rows=skip_bad_rows)
+    if dataset == "iemocap":
+        if media_root:
+            raise ValueError("--media-root is for MELD; IEMOCAP media are relative to --root")
+        from multiemo.data.iemocap import read_iemocap
+        return read_iemocap(root, skip_bad_rows=skip_bad_rows)
+    raise ValueError(f"unknown dataset {dataset!r} (expected meld or iemocap)")
+
+
+def format_stats(corpus: Corpus) -> str:
+    """A plain-text table: dialogues, utterances and label counts per split, then the notes."""
+    stats = corpus.stats()
+    splits = list(stats["splits"])
+    rows = [("dialogues", [stats["splits"][s]["dialogues"] for s in splits]),
+            ("utterances", [stats["splits"][s]["utterances"] for s in splits]),
+            ("max length", [stats["splits"][s]["max_dialogue_length"] for s in splits])]
+    rows += [(f"  {name}", [stats["splits"][s]["labels"][name] for s in splits])
+             for name in corpus.labels]
+    width = max(len(r[0]) for r in rows) + 2
+    lines = [f"{corpus.name}: " + ", ".join(f"{k}={v}" for k, v in corpus.info.items()
+                                            if k not in ("missing_media_ids",) and v not in ({}, None)),
+             " " * width + "".join(f"{s:>10}" for s in splits)]
+    lines += [f"{name:<{width}}" + "".join(f"{v:>10}" for v in values) for name, values in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="multiemo corpus", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("stats", "print dialogues, utterances and label counts per split"),
+                       ("build", "write the corpus.json that extraction and training read")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--dataset", required=True, choices=("meld", "iemocap"))
+        p.add_argument("--root", required=True, help="the raw release (MELD: the CSV folder)")
+        p.add_argument("--media-root", default=None, help="MELD: the folder of the clip folders")
+        p.add_argument("--skip-bad-rows", action="store_true",
+                       help="skip and count bad rows instead of stopping at the first")
+        if name == "stats":
+            p.add_argument("--json", action="store_true", help="print JSON")
+        else:
+            p.add_argument("--out", required=True, help="corpus.json to write")
+    args = parser.parse_args(argv)
+    try:
+        corpus = read_corpus(args.dataset, args.root, media_root=args.media_root,
+                             skip_bad_rows=args.skip_bad_rows)
+    except (CorpusError, ValueError) as err:
+        print(f"multiemo corpus: {err}", file=sys.stderr)
+        return 1
+    if args.command == "stats":
+        if args.json:
+            print(json.dumps({**corpus.stats(), "info": corpus.info}, indent=1, ensure_ascii=False))
+        else:
+            print(format_stats(corpus))
+    else:
+        corpus.save(args.out)
+        print(f"wrote {args.out}: {sum(1 for _ in corpus.utterances())} utterances in "
+              f"{len(corpus.dialogues)} dialogues", file=sys.stderr)
+    return 0
