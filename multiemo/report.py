@@ -41,8 +41,9 @@ import numpy as np
 from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS, atomic_write_text
 from multiemo.metrics import bootstrap_interval, classification_scores
 
-__all__ = ["PAPER_ROWS", "ReportError", "paper_row", "write_report", "aggregate", "format_table",
-           "write_summary", "load_run", "find_runs", "main"]
+__all__ = ["PAPER_ROWS", "ReportError", "paper_row", "score_report", "write_report",
+           "report_markdown", "report_csv", "aggregate", "format_table", "write_summary",
+           "load_run", "find_runs", "main"]
 
 REPORT_FORMAT = "multiemo-report"
 REPORT_VERSION = 1
