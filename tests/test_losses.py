@@ -258,6 +258,12 @@ def test_hgr_fewer_than_two_modalities_is_zero_and_backpropagates(variant):
     value.backward()
     assert torch.equal(f.grad, torch.zeros_like(f))
     assert soft_hgr_loss([], variant).item() == 0
+    assert soft_hgr_loss([torch.zeros(0, 3)] * 3, variant).item() == 0  # empty batch
+
+
+def test_swfc_empty_batch_is_zero():
+    loss = SWFCLoss(swfc_class_weights([1, 1], 1.0), 1.0, 2.0)
+    assert loss(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)).item() == 0
 
 
 def test_hgr_module_and_errors():

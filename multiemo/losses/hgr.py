@@ -79,8 +79,8 @@ def soft_hgr_loss(features: Sequence[Tensor], variant: str = "official") -> Tens
 
     Returns:
         Tensor: float32 scalar. With fewer than two modalities there is no pair and the loss is
-        0 (still connected to the inputs' graph when there is one, so ``backward`` works).
-        The official variant with N = 0 is also 0.
+        0 (still connected to the inputs' graph when there is one, so ``backward`` works);
+        so is an empty batch (N = 0).
 
     Raises:
         ValueError: an unknown variant, or features that are not ``(N, D)`` of equal shapes.
@@ -98,9 +98,9 @@ def soft_hgr_loss(features: Sequence[Tensor], variant: str = "official") -> Tens
     shapes = [tuple(f.shape) for f in features]
     if any(len(s) != 2 for s in shapes) or len(set(shapes)) > 1:
         raise ValueError(f"Soft-HGR features must all be (N, D) of one shape, got {shapes}")
-    if len(features) < 2:
-        if not features:
-            return torch.zeros(())
+    if not features:
+        return torch.zeros(())
+    if len(features) < 2 or features[0].shape[0] == 0:
         # The sum of an empty slice: exactly 0 (never NaN), yet part of the inputs' graph.
         return features[0].float().flatten()[:0].sum()
     pair = _pair_official if variant == "official" else _pair_paper

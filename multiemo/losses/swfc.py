@@ -11,8 +11,8 @@ but still counts in N (as in the released code).
 
 The released code (``Loss/SampleWeightedFocalContrastiveLoss.py`` of TaoShi1998/MultiEMO)
 loops over anchors in Python, building ``N − 1`` rows and a softmax per anchor; here the whole
-``(N, N)`` similarity matrix is one matmul and one masked ``log_softmax``, which computes the
-same numbers (checked against a literal per-anchor oracle in ``tests/test_losses.py``).
+``(N, N)`` similarity matrix is one matmul, one ``log_softmax`` with the diagonal filled, and a
+product with the one-hot labels that sums each row over its positives; the same numbers (checked against a literal per-anchor oracle in ``tests/test_losses.py``).
 
 >>> import torch
 >>> loss = SWFCLoss(swfc_class_weights([3, 1], alpha=1.0), temperature=1.0, gamma=2.0)
@@ -36,9 +36,9 @@ __all__ = ["swfc_class_weights", "SWFCLoss"]
 # float32, so the softmax is unchanged; unlike −inf it never yields inf − inf = NaN, even when
 # a row is entirely diagonal (N = 1). Logits off the diagonal lie in [−1/τ, 1/τ].
 _DIAGONAL_LOGIT = -1.0e4
-# Floor of 1 − s inside the focal factor: (1 − s)^γ has an infinite derivative at s = 1 for
-# γ < 1 (s = 1 happens for N = 2 and for a lone positive far above the rest), and inf · 0 is
-# NaN in backward. Clamping only changes values where 1 − s < 1e-12 (below float32 resolution
+# Floor of 1 − s inside the focal factor when 0 < γ < 1: (1 − s)^γ then has an infinite
+# derivative at s = 1 (s = 1 happens for N = 2 and for a lone positive far above the rest), and
+# inf · 0 is NaN in backward. For γ ≥ 1 the derivative is finite and no floor is applied. Clamping only changes values where 1 − s < 1e-12 (below float32 resolution
 # near 1, so in practice only where it is exactly 0), and clamp passes zero gradient there,
 # which is the true derivative of (1 − s)^γ·log s at s = 1 for γ > 0.
 _FOCAL_FLOOR = 1.0e-12
@@ -125,18 +125,27 @@ class SWFCLoss(nn.Module):
         if z.ndim != 2 or labels.ndim != 1 or labels.shape[0] != z.shape[0]:
             raise ValueError(f"expected z (N, D) and labels (N,), got {tuple(z.shape)} and "
                              f"{tuple(labels.shape)}")
-        N = z.shape[0]
+        N, C = z.shape[0], self.class_weights.numel()
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = F.normalize(z.float(), dim=-1)  # (N, D); same eps as the released code
-            logits = z @ z.T / self.temperature  # (N, N)
-            eye = torch.eye(N, dtype=torch.bool, device=z.device)
-            logits = logits.masked_fill(eye, _DIAGONAL_LOGIT)
+            logits = (z / self.temperature) @ z.T  # (N, N); τ applied to the smaller side
+            logits.fill_diagonal_(_DIAGONAL_LOGIT)  # g ≠ j; in place: mm keeps no output
             log_s = torch.log_softmax(logits, dim=1)  # (N, N), row j: log s_{j,·}
-            one_minus_s = (-torch.expm1(log_s)).clamp_min(_FOCAL_FLOOR)  # 1 − s, precise near 1
-            terms = one_minus_s.pow(self.gamma) * log_s  # (N, N), all finite
-            positive = (labels[:, None] == labels[None, :]) & ~eye  # (N, N): g ∈ R_j
-            num_positive = positive.sum(dim=1)  # (N,) |R_j|
-            per_anchor = torch.where(positive, terms, 0.0).sum(dim=1)  # (N,)
-            # w_{y_j} / |R_j|; anchors without positives have a zero sum, the max avoids 0/0.
+            # (N, N), all finite; a copy for γ = 0 too, as log_softmax's backward needs log_s
+            terms = log_s * self._focal(log_s) if self.gamma else log_s.clone()
+            terms.fill_diagonal_(0.0)  # j ∉ R_j (the diagonal term is ≈ −1e4, drop it exactly)
+            # Σ_{g∈R_j} as a product with the one-hot labels, never an (N, N) mask: column c of
+            # terms @ onehot sums row j over the utterances of class c; keep column y_j.
+            onehot = F.one_hot(labels, C).to(terms.dtype)  # (N, C)
+            per_anchor = (terms @ onehot).gather(1, labels[:, None]).squeeze(1)  # (N,)
+            num_positive = onehot.sum(dim=0)[labels] - 1  # (N,) |R_j| (no bincount: no sync)
+            # w_{y_j} / |R_j|; an anchor without positives has a zero sum, the max avoids 0/0.
             scale = self.class_weights[labels] / num_positive.clamp_min(1)  # (N,)
             return -(scale * per_anchor).sum() / max(N, 1)
+
+    def _focal(self, log_s: Tensor) -> Tensor:
+        """``(1 − s)^γ`` from ``log s``, with a floor on ``1 − s`` only where it is needed (γ < 1)."""
+        one_minus_s = -torch.expm1(log_s)  # 1 − s, precise near s = 1
+        if self.gamma < 1:
+            one_minus_s = one_minus_s.clamp_min(_FOCAL_FLOOR)
+        return one_minus_s.pow(self.gamma)
