@@ -1,0 +1,89 @@
+"""What the audio and visual commands share: the output / projection config blocks, the media
+root, and the parse → build → run → project flow of their ``main``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from feature_extraction.runner import (CorpusSource, add_job_arguments, load_corpus, merge_job,
+                                       run_job)
+from multiemo.config import ConfigError, load
+
+__all__ = ["ProjectionConfig", "media_root_of", "raw_store_path", "run_extraction_main"]
+
+log = logging.getLogger("feature_extraction")
+
+
+@dataclass(frozen=True)
+class ProjectionConfig:
+    """Optional PCA to ``dim`` dimensions, fitted on ``fit_split``'s present rows only.
+
+    ``dim: 0`` keeps the raw features. Otherwise the job writes the raw store beside ``out``
+    (``<name>.raw.safetensors``), and ``out`` holds the projected one (PAPER.md §5: 512).
+    """
+
+    dim: int = 0
+    standardize: bool = True  # z-score each raw feature with the fitting split's statistics
+    fit_split: str = "train"
+
+    def __post_init__(self) -> None:
+        if self.dim < 0:
+            raise ValueError(f"projection.dim must be >= 0 (0: no projection), got {self.dim}")
+
+
+def media_root_of(source: CorpusSource) -> str | None:
+    """Where utterance media paths are resolved: ``corpus.media_root``, else the raw IEMOCAP
+    release's root (its media paths are relative to it), else the working directory."""
+    if source.media_root:
+        return source.media_root
+    if source.dataset == "iemocap" and source.root:
+        return source.root
+    return None
+
+
+def raw_store_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".safetensors") + ".raw.safetensors")
+
+
+def run_extraction_main(argv: list[str] | None, *, prog: str, description: str, config_cls: type,
+                        build: Callable[[Any], Any]) -> int:
+    """``main`` of an extraction command: parse → config → extractor → run (or merge) → project.
+
+    ``config_cls`` must have the fields ``corpus`` (:class:`CorpusSource`), ``out``, ``device``,
+    ``splits`` and ``projection`` (:class:`ProjectionConfig`); ``build`` makes the extractor.
+    """
+    parser = add_job_arguments(argparse.ArgumentParser(prog=prog, description=description))
+    args = parser.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load(config_cls, args.config, args.overrides)
+        extractor = build(cfg)
+    except (ConfigError, ValueError) as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    corpus = load_corpus(cfg.corpus)
+    out = Path(cfg.out)
+    store = raw_store_path(out) if cfg.projection.dim else out
+    if args.merge:
+        merged: Path | None = merge_job(store)
+    else:
+        summary = run_job(extractor, corpus, store, shard=args.shard,
+                          device=args.device or cfg.device, splits=list(cfg.splits) or None,
+                          progress=not args.no_progress)
+        merged = summary.merged
+        if summary.failed:
+            log.warning("%d item(s) failed; their errors are in %s.work/failures-*.jsonl and the "
+                        "store's info['failed']", summary.failed, store)
+    if merged is not None and cfg.projection.dim:
+        from feature_extraction._projection import project_store
+        project_store(store, out, corpus, cfg.projection.dim,
+                      standardize=cfg.projection.standardize, fit_split=cfg.projection.fit_split)
+        log.info("projected %s to %d dimensions (PCA fitted on %s) → %s", store.name,
+                 cfg.projection.dim, cfg.projection.fit_split, out)
+    return 0

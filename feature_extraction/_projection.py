@@ -1,0 +1,112 @@
+"""A fixed-size linear projection of a feature store: PCA fitted on the train split only.
+
+The paper projects its openSMILE functionals to 512 dimensions (PAPER.md §5). After a job has
+merged its raw store, :func:`project_store` fits scikit-learn's PCA (full SVD: deterministic) on
+the *present* rows of the fitting split (train; never dev or test), optionally after
+standardising each feature with that split's mean and standard deviation, and applies it to
+every row of every split. Absent rows stay absent. Two files come out:
+
+* the projected store (``out``), whose ``info["projection"]`` records the method, the fitting
+  split and row count, the raw store and the explained variance;
+* the projection itself, ``<out stem>.projection.safetensors``: ``center`` ``(D,)``, ``scale``
+  ``(D,)`` and ``components`` ``(K, D)``, with ``y = ((x - center) / scale) @ components.T``
+  (:func:`load_projection` / :func:`apply_projection` project new vectors the same way).
+
+>>> import numpy as np
+>>> x = np.random.default_rng(0).standard_normal((50, 6)).astype(np.float32)
+>>> params = fit_projection(x, dim=3)
+>>> apply_projection(x, params).shape
+(50, 3)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from multiemo.data.corpus import Corpus
+from multiemo.data.store import FeatureStore, write_store
+
+__all__ = ["fit_projection", "apply_projection", "project_store", "load_projection",
+           "projection_path"]
+
+
+def fit_projection(x: np.ndarray, dim: int, standardize: bool = True) -> dict[str, np.ndarray]:
+    """Fit PCA to ``dim`` components on rows ``x`` ``(N, D)``; returns center, scale, components.
+
+    Raises:
+        ValueError: ``dim`` larger than the rows or features available.
+    """
+    from sklearn.decomposition import PCA
+    n, d = x.shape
+    if not 0 < dim <= min(n, d):
+        raise ValueError(f"a projection to {dim} dimensions needs at least {dim} present fitting "
+                         f"rows and {dim} features; there are {n} rows of {d} features")
+    x = x.astype(np.float64)
+    center = x.mean(axis=0)
+    scale = x.std(axis=0) if standardize else np.ones(d)
+    scale[scale < 1e-12] = 1.0  # constant features stay, unscaled (PCA gives them no weight)
+    pca = PCA(n_components=dim, svd_solver="full").fit((x - center) / scale)
+    return {"center": (center + scale * pca.mean_).astype(np.float32),
+            "scale": scale.astype(np.float32),
+            "components": pca.components_.astype(np.float32),
+            "explained_variance_ratio": pca.explained_variance_ratio_.astype(np.float32)}
+
+
+def apply_projection(x: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+    """``((x - center) / scale) @ components.T``: ``(N, D)`` → ``(N, K)`` float32."""
+    return (((x - params["center"]) / params["scale"]) @ params["components"].T).astype(np.float32)
+
+
+def projection_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".safetensors") + ".projection.safetensors")
+
+
+def load_projection(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and the metadata of a ``.projection.safetensors`` file."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="numpy") as fh:
+        meta = json.loads((fh.metadata() or {}).get("info", "{}"))
+        return {k: fh.get_tensor(k) for k in fh.keys()}, meta
+
+
+def project_store(raw: str | Path, out: str | Path, corpus: Corpus, dim: int, *,
+                  standardize: bool = True, fit_split: str = "train") -> Path:
+    """Fit the projection on ``fit_split``'s present rows of store ``raw``; write ``out``.
+
+    Raises:
+        ValueError: the corpus has no such split, or too few present rows to fit.
+    """
+    from safetensors.numpy import save_file
+    raw, out = Path(raw), Path(out)
+    store = FeatureStore(raw)
+    fit_ids = {u.id for u in corpus.utterances(fit_split)}
+    if not fit_ids:
+        raise ValueError(f"projection: corpus {corpus.name!r} has no {fit_split!r} split to fit on "
+                         f"(splits: {corpus.splits})")
+    features, present = store.get(store.ids)
+    rows = np.array([uid in fit_ids for uid in store.ids]) & present
+    try:
+        params = fit_projection(features[rows], dim, standardize)
+    except ValueError as err:
+        raise ValueError(f"{raw}: {err} (present {fit_split!r} rows)") from None
+    projected = apply_projection(features, params)
+    variance = float(params.pop("explained_variance_ratio").sum())
+    record = {"method": "pca", "dim": dim, "raw_dim": store.dim, "standardize": standardize,
+              "fit_split": fit_split, "fit_rows": int(rows.sum()), "raw_store": raw.name,
+              "params": projection_path(out).name, "explained_variance": round(variance, 6)}
+    params_file = projection_path(out)
+    tmp = params_file.with_name("." + params_file.name + ".tmp")
+    save_file({k: np.ascontiguousarray(v) for k, v in params.items()}, str(tmp),
+              metadata={"format": "multiemo-projection", "info": json.dumps(record)})
+    tmp.replace(params_file)
+    info = dict(store.info)
+    for key in ("dim", "num_items", "num_present", "library_versions", "created_at"):
+        info.pop(key, None)
+    info["projection"] = record
+    write_store(out, store.ids, projected, store.present, info=info)
+    return out
