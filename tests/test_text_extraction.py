@@ -1,0 +1,255 @@
+"""Text extraction on a tiny random BERT / RoBERTa and a tokenizer trained here: inputs, pooling,
+frozen and fine-tuned modes, the CLI, resume, and a store the trainer can read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from feature_extraction._text_inputs import SpecialLayout, build_inputs, pool
+from feature_extraction.runner import work_dir
+from feature_extraction.text import TextExtractConfig, TextExtractor, extract_text, main
+from multiemo.config import build, load
+from multiemo.data.corpus import Corpus, Dialogue, Utterance
+from multiemo.data.store import FeatureStore
+
+WORDS = ("yes no maybe fine great terrible why what oh wow hey stop ok sure never again "
+         "love hate happy sad angry").split()
+SPEAKERS = ("Ross", "Rachel", "Joey")
+
+
+def toy_corpus(seed: int = 0) -> Corpus:
+    """Labels follow the words: fine-tuning has something to learn."""
+    rng = np.random.default_rng(seed)
+    dialogues = []
+    for d, split in enumerate(["train"] * 8 + ["dev"] * 3 + ["test"] * 3):
+        utts = []
+        for u in range(int(rng.integers(2, 7))):
+            label = int(rng.integers(0, 3))
+            words = [WORDS[label * 5 + int(rng.integers(0, 5))] for _ in range(int(rng.integers(1, 6)))]
+            text = "" if (d, u) == (12, 1) else " ".join(words)  # one empty transcript
+            utts.append(Utterance(id=f"{split}_d{d}_u{u}", speaker=SPEAKERS[u % 3], label=label,
+                                  text=text))
+        dialogues.append(Dialogue(f"{split}_d{d}", split, tuple(utts)))
+    return Corpus("toy", ("pos", "neg", "neu"), tuple(dialogues))
+
+
+def make_model_dir(path: Path, kind: str = "bert") -> Path:
+    """A tiny random encoder and a tokenizer trained on the toy words, saved as a model dir."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import (BertConfig, BertModel, PreTrainedTokenizerFast, RobertaConfig,
+                              RobertaModel)
+
+    texts = [f"{s}: {' '.join(WORDS[i:i + 4])}" for s in SPEAKERS for i in range(len(WORDS))]
+    if kind == "bert":
+        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=120,
+                                                                 special_tokens=specials))
+        cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+        fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                                       cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+        config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=64,
+                            max_position_embeddings=64, pad_token_id=0)
+        model = BertModel(config)
+    else:
+        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=specials))
+        tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                       sep_token="</s>", cls_token="<s>", pad_token="<pad>",
+                                       unk_token="<unk>", mask_token="<mask>")
+        config = RobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32,
+                               num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                               max_position_embeddings=66, pad_token_id=1)
+        model = RobertaModel(config)
+    torch.manual_seed(0)
+    model.init_weights()
+    path.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(path)
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("bert"), "bert")
+
+
+def config(tmp_path: Path, model: Path, **kw) -> TextExtractConfig:
+    corpus_path = tmp_path / "corpus.json"
+    if not corpus_path.exists():
+        toy_corpus().save(corpus_path)
+    data = {"corpus": {"path": str(corpus_path)}, "out": str(tmp_path / "features/text.safetensors"),
+            "model": str(model), "mode": "frozen", "batch_size": 4, "device": "cpu"}
+    overrides = [f"{k}={v}" for k, v in kw.items()]
+    return build(TextExtractConfig, data, overrides)
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+def test_special_layout_of_bert_and_roberta_tokenizers(tmp_path, bert_dir):
+    from transformers import AutoTokenizer
+    bert = SpecialLayout.probe(AutoTokenizer.from_pretrained(bert_dir))
+    assert (len(bert.single_prefix), len(bert.pair_middle), len(bert.pair_suffix)) == (1, 1, 1)
+    roberta = SpecialLayout.probe(AutoTokenizer.from_pretrained(make_model_dir(tmp_path, "roberta")))
+    assert roberta.pair_prefix == (0,) and roberta.pair_middle == (2, 2) and roberta.pair_suffix == (2,)
+
+
+def test_context_window_fits_the_budget_nearest_first():
+    layout = SpecialLayout((100,), (101,), (100,), (101,), (101,))
+    utts = tuple(Utterance(id=f"u{i}", speaker="A", label=0) for i in range(5))
+    corpus = Corpus("c", ("x",), (Dialogue("d", "train", utts),))
+    tokens = {f"u{i}": [10 * i + 1] * (i + 1) for i in range(5)}  # u_i has i+1 tokens
+    inputs = build_inputs(corpus, tokens, layout, max_length=12, past=8, future=0, filler=7)
+    # u4: 5 target tokens + 3 specials leave 4: u3 (4 tokens) fits, then nothing more
+    x = inputs["u4"]
+    assert x.ids == (100, 31, 31, 31, 31, 101, 41, 41, 41, 41, 41, 101) and x.num_past == 1
+    assert x.ids[x.target[0]:x.target[1]] == (41,) * 5
+    assert inputs["u0"].ids == (100, 1, 101) and inputs["u0"].target == (1, 2)  # no context
+    assert inputs["u2"].num_past == 2 and inputs["u2"].ids[:4] == (100, 1, 11, 11)  # oldest first
+    limited = build_inputs(corpus, tokens, layout, max_length=64, past=1, future=1, filler=7)
+    y = limited["u2"]  # [CLS] past [SEP] target [SEP] future [SEP]
+    assert y.ids == (100, 11, 11, 101, 21, 21, 21, 101, 31, 31, 31, 31, 101)
+    assert y.target == (4, 7) and (y.num_past, y.num_future) == (1, 1)
+    empty = build_inputs(corpus, {**tokens, "u0": []}, layout, max_length=12, past=0, future=0,
+                         filler=7)
+    assert empty["u0"].ids == (100, 7, 101)  # an empty transcript is still encoded
+
+
+def test_pooling():
+    hidden = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4)  # (B=2, T=3, H=4)
+    mask = torch.tensor([[False, True, True], [True, False, False]])
+    torch.testing.assert_close(pool(hidden, mask, "first"), hidden[:, 0])
+    torch.testing.assert_close(pool(hidden, mask, "mean"),
+                               torch.stack([hidden[0, 1:].mean(0), hidden[1, 0]]))
+    with pytest.raises(ValueError, match="pooling"):
+        pool(hidden, mask, "max")
+
+
+# -- extraction --------------------------------------------------------------------------------
+
+def test_frozen_extraction_matches_a_direct_forward_pass(tmp_path, bert_dir):
+    from transformers import AutoModel, AutoTokenizer
+    cfg = config(tmp_path, bert_dir, pooling="mean", past=2)
+    corpus = Corpus.load(cfg.corpus.path)
+    summary = extract_text(cfg, corpus, progress=False)
+    assert summary.done == sum(1 for _ in corpus.utterances()) and summary.failed == 0
+    store = FeatureStore(cfg.out)
+    assert store.dim == 32 and store.present.all()
+    assert store.ids == [u.id for u in corpus.utterances()]
+    info = store.info
+    assert (info["model"], info["mode"], info["pooling"]) == (str(bert_dir), "frozen", "mean")
+    assert info["context"]["past"] == 2 and info["context"]["max_length"] == 64
+    # the third utterance of the first dialogue: two past utterances, mean over its own tokens
+    tok, model = AutoTokenizer.from_pretrained(bert_dir), AutoModel.from_pretrained(bert_dir).eval()
+    d0 = corpus.dialogues[0].utterances
+    texts = [f"{u.speaker}: {u.text}" for u in d0[:3]]
+    enc = tok(texts[0] + " " + texts[1], texts[2], return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(input_ids=enc["input_ids"]).last_hidden_state[0]
+    target_len = len(tok(texts[2], add_special_tokens=False)["input_ids"])
+    expected = hidden[-1 - target_len:-1].mean(0).numpy()
+    np.testing.assert_allclose(store.get([d0[2].id])[0][0], expected, atol=1e-5)
+
+
+def test_empty_transcript_and_no_speakers(tmp_path, bert_dir):
+    cfg = config(tmp_path, bert_dir, speakers="false", past=0)
+    corpus = Corpus.load(cfg.corpus.path)
+    ext = TextExtractor(cfg, corpus, str(bert_dir))
+    ext.setup(torch.device("cpu"))
+    empty = next(u for u in corpus.utterances() if not u.text)
+    (vec,) = ext.extract([empty])
+    assert vec.shape == (32,) and np.isfinite(vec).all()
+
+
+def test_finetune_then_extract_via_cli(tmp_path, bert_dir, capsys):
+    cfg_path = tmp_path / "text.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "corpus": {"path": str(tmp_path / "corpus.json")},
+        "out": str(tmp_path / "features/text.safetensors"), "model": str(bert_dir),
+        "mode": "finetune", "past": 3, "batch_size": 8, "device": "cpu",
+        "finetune": {"epochs": 2, "lr": 1e-3, "batch_size": 8, "class_weight_power": 1.0}}))
+    toy_corpus().save(tmp_path / "corpus.json")
+    assert main(["--config", str(cfg_path), "--no-progress", "pooling=mean"]) == 0
+    encoder_dir = tmp_path / "features/text-encoder"
+    done = json.loads((encoder_dir / "finetune.json").read_text())
+    assert len(done["history"]) == 2 and done["valid"] == "split dev"
+    assert done["best_epoch"] in (1, 2) and len(done["class_weights"]) == 3
+    assert done["best_valid_weighted_f1"] == max(h["valid_weighted_f1"] for h in done["history"])
+    assert (encoder_dir / "encoder" / "head.pt").exists()
+    store = FeatureStore(tmp_path / "features/text.safetensors")
+    assert store.info["mode"] == "finetune" and store.info["finetune"]["best_epoch"] == done["best_epoch"]
+    assert store.info["encoder_path"] == str(encoder_dir / "encoder")
+    assert len(store) == sum(1 for _ in toy_corpus().utterances())
+    # the encoder really changed
+    from transformers import AutoModel
+    before = AutoModel.from_pretrained(bert_dir).state_dict()
+    after = AutoModel.from_pretrained(encoder_dir / "encoder").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    # a rerun reuses the fine-tuning and the finished job
+    assert main(["--config", str(cfg_path), "--no-progress", "pooling=mean"]) == 0
+    assert json.loads((encoder_dir / "finetune.json").read_text())["seconds"] == done["seconds"]
+    # other fine-tuning settings in the same folder are refused
+    with pytest.raises(ValueError, match="other settings"):
+        main(["--config", str(cfg_path), "--no-progress", "pooling=mean", "finetune.lr=0.01"])
+    # shards do not each fine-tune their own encoder
+    with pytest.raises(ValueError, match="--finetune-only"):
+        main(["--config", str(cfg_path), "--no-progress", "--shard", "0/2", "pooling=first",
+              f"finetuned_dir={tmp_path / 'other'}", f"out={tmp_path / 'o.safetensors'}"])
+
+
+def test_no_dev_split_holds_out_train_dialogues(tmp_path, bert_dir):
+    corpus = toy_corpus()
+    no_dev = Corpus("toy", corpus.labels, tuple(d for d in corpus.dialogues if d.split != "dev"))
+    cfg = config(tmp_path, bert_dir, mode="finetune", **{"finetune.epochs": 1,
+                                                         "finetune.valid_fraction": 0.25})
+    summary = extract_text(cfg, no_dev, progress=False)
+    done = json.loads((cfg.finetuned_path / "finetune.json").read_text())
+    assert done["valid"].startswith("2 held-out train dialogues")
+    assert summary.merged is not None
+
+
+def test_interrupted_extraction_resumes_to_the_same_store(tmp_path, bert_dir):
+    cfg = config(tmp_path, bert_dir, past=4)
+    corpus = Corpus.load(cfg.corpus.path)
+    whole = extract_text(cfg, corpus, progress=False)
+    reference = FeatureStore(cfg.out).get([u.id for u in corpus.utterances()])[0]
+    cfg2 = build(TextExtractConfig, {**json.loads(json.dumps(_plain(cfg))),
+                                     "out": str(tmp_path / "again/text.safetensors")})
+    # shard 0/2 alone does not complete the job; a second run of it adds nothing
+    extract_text(cfg2, corpus, shard=(0, 2), progress=False)
+    assert not Path(cfg2.out).exists()
+    extract_text(cfg2, corpus, shard=(0, 2), progress=False)  # run twice: nothing duplicated
+    extract_text(cfg2, corpus, shard=(1, 2), progress=False)
+    again = FeatureStore(cfg2.out)
+    assert len(again) == whole.total
+    np.testing.assert_allclose(again.get([u.id for u in corpus.utterances()])[0], reference,
+                               atol=1e-5)  # other batch neighbours: float noise only
+    assert len(list(work_dir(cfg2.out).glob("chunk-*"))) == 2
+
+
+def _plain(cfg):
+    from multiemo.config import to_dict
+    return to_dict(cfg)
+
+
+def test_shipped_text_configs_load():
+    root = Path(__file__).resolve().parents[1] / "configs" / "extract"
+    paths = sorted(root.glob("*text*.yaml"))
+    assert len(paths) >= 3
+    for path in paths:
+        cfg = load(TextExtractConfig, path)
+        assert cfg.model and cfg.out.endswith(".safetensors")
