@@ -375,20 +375,20 @@ def main(argv: list[str] | None = None) -> int:
                 train_seeds(cfg, run_dir, seeds, resume=True)
                 return 0
             if not cfg_path.is_file():
-                parser.error(f"{run_dir} has no config.yaml: not a run directory")
+                raise ConfigError(f"{run_dir} has no config.yaml: not a run directory")
             train(load(Config, cfg_path, args.overrides), run_dir, resume=True)
             return 0
         if not args.run_dir:
-            parser.error("--run-dir is required (or --resume RUN_DIR)")
+            raise ConfigError("--run-dir is required (or --resume RUN_DIR)")
         cfg = load(Config, args.config, args.overrides)
         run_dir = Path(args.run_dir)
         if (run_dir / "checkpoints" / "last.pt").is_file() or (run_dir / "seeds.json").is_file():
-            parser.error(f"{run_dir} already holds a run: use --resume {run_dir} or another --run-dir")
+            raise ConfigError(f"{run_dir} already holds a run: use --resume {run_dir} or another --run-dir")
         if args.seeds:
             try:
                 seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
             except ValueError:
-                parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+                raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
             train_seeds(cfg, run_dir, seeds)
         else:
             train(cfg, run_dir)

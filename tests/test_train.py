@@ -1,0 +1,182 @@
+"""Training through the command line on tiny synthetic stores: selection, resume, seeds, errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+from multiemo.cli import main as cli
+from multiemo.config import Config, build
+from multiemo.data.corpus import Corpus, Dialogue, Utterance
+from multiemo.data.dataset import DataError, collate, DialogueDataset, split_dialogues
+from multiemo.data.store import FeatureStore
+from multiemo.synthetic import make_synthetic_corpus
+from multiemo import train as train_module
+
+DIMS = {"text": 12, "audio": 10, "visual": 14}
+SMALL = ["model.text_dim=12", "model.audio_dim=10", "model.visual_dim=14", "model.num_classes=4",
+         "model.num_speakers=3", "model.model_dim=16", "model.hidden_dim=32", "model.mlp_hidden=32",
+         "train.batch_size=8", "train.lr=0.003"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_synthetic_corpus(root, dialogues={"train": 30, "dev": 4, "test": 10}, dims=DIMS,
+                          num_classes=4, num_speakers=3, lengths=(1, 8), seed=1)
+    return root
+
+
+def run(root, run_dir, *extra):
+    return cli(["train", "--config", "configs/meld.yaml", "--run-dir", str(run_dir),
+                f"data.root={root}", *SMALL, *extra])
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_selects_on_validation_and_writes_the_run_folder(root, tmp_path, capsys):
+    assert run(root, tmp_path / "r", "train.epochs=3") == 0
+    r = tmp_path / "r"
+    for name in ("config.yaml", "run.json", "metrics.jsonl", "train.log", "checkpoints/best.pt",
+                 "checkpoints/last.pt", "predictions_valid.csv", "predictions_test.csv",
+                 "report.md", "report.csv", "report.json", "confusion_matrix.png", "per_class_f1.png"):
+        assert (r / name).is_file(), name
+    metrics = read_metrics(r)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert {"loss", "ce", "swfc", "hgr", "weighted_f1"} <= set(metrics[0]["train"])
+    assert "test" not in metrics[0]  # test is never scored during training
+    run_info = json.loads((r / "run.json").read_text())
+    best = max(metrics, key=lambda m: m["valid"]["weighted_f1"])  # first maximum wins
+    assert run_info["best_epoch"] == best["epoch"] and run_info["finished"]
+    report = json.loads((r / "report.json").read_text())
+    assert report["extra"]["best_epoch"] == best["epoch"]
+    assert "parameters" in (r / "train.log").read_text()
+    # the report is what the best checkpoint gives: evaluate reproduces it
+    first = (r / "predictions_test.csv").read_text()
+    assert cli(["evaluate", str(r)]) == 0
+    assert (r / "predictions_test.csv").read_text() == first
+
+
+def test_same_seed_same_metrics_and_resume_reaches_the_same_result(root, tmp_path, monkeypatch):
+    assert run(root, tmp_path / "a", "train.epochs=3") == 0
+    assert run(root, tmp_path / "b", "train.epochs=3") == 0
+    strip = lambda ms: [{k: v for k, v in m.items() if k != "time_s"} for m in ms]
+    assert strip(read_metrics(tmp_path / "a")) == strip(read_metrics(tmp_path / "b"))
+
+    # kill a third run in the middle of epoch 2, then resume it
+    real_run_epoch = train_module.run_epoch
+    calls = {"n": 0}
+
+    def dying_run_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # train of epoch 2 (each epoch: train, valid)
+            raise KeyboardInterrupt
+        return real_run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "run_epoch", dying_run_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(root, tmp_path / "c", "train.epochs=3")
+    monkeypatch.setattr(train_module, "run_epoch", real_run_epoch)
+    assert [m["epoch"] for m in read_metrics(tmp_path / "c")] == [1]  # the finished epoch is kept
+    assert run(root, tmp_path / "c") == 2  # refuses to start over an existing run
+    assert cli(["train", "--resume", str(tmp_path / "c")]) == 0
+    assert strip(read_metrics(tmp_path / "c")) == strip(read_metrics(tmp_path / "a"))
+    assert (tmp_path / "c" / "predictions_test.csv").read_text() == \
+        (tmp_path / "a" / "predictions_test.csv").read_text()
+
+
+def test_several_seeds_give_mean_and_std(root, tmp_path):
+    assert run(root, tmp_path / "s", "train.epochs=1", "--seeds", "1,2") == 0
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    f1 = [json.loads((tmp_path / "s" / f"seed-{s}" / "report.json").read_text())["scores"]["weighted_f1"]
+          for s in (1, 2)]
+    assert summary["mean"]["weighted_f1"] == pytest.approx(np.mean(f1))
+    assert summary["std"]["weighted_f1"] == pytest.approx(np.std(f1, ddof=1))
+    assert "±" in (tmp_path / "s" / "summary.md").read_text()
+
+
+def test_single_modality_and_iemocap_style_config_train(root, tmp_path):
+    assert cli(["train", "--config", "configs/iemocap.yaml", "--run-dir", str(tmp_path / "t"),
+                f"data.root={root}", *SMALL, "model.num_layers=1", "train.epochs=1",
+                "model.modalities=text"]) == 0
+    assert json.loads((tmp_path / "t" / "run.json").read_text())["modalities"] == ["text"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.sise=3", "unknown key 'model.sise'"),
+    ("train.epochs=two", "expected an integer"),
+    ("model.audio_dim=11", "audio vectors have dimension 10 but the config says model.audio_dim=11"),
+    ("model.num_classes=5", "has 4 classes"),
+    ("model.num_speakers=2", "has 3 speakers but the speaker vector holds 2"),
+])
+def test_bad_configuration_is_a_clear_error(root, tmp_path, capsys, override, message):
+    assert run(root, tmp_path / "x", "train.epochs=1", override) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_nan_in_a_store_names_the_utterances(root, tmp_path, capsys):
+    store = FeatureStore(root / "features" / "audio.safetensors")
+    vectors, present = store.get(store.ids)
+    vectors[3, 0] = np.nan
+    header = {"format": "multiemo-feature-store", "format_version": "1",
+              "ids": json.dumps(store.ids), "info": json.dumps(store.info)}
+    bad = tmp_path / "bad_audio.safetensors"
+    save_file({"features": vectors, "present": present.astype(np.uint8)}, str(bad), metadata=header)
+    assert run(root, tmp_path / "x", "train.epochs=1", f"data.audio={bad}") == 2
+    err = capsys.readouterr().err
+    assert "NaN or inf" in err and store.ids[3] in err
+
+
+def test_empty_split_and_missing_dev_are_errors():
+    utts = lambda d: (Utterance(f"{d}_0", "A", 0),)
+    corpus = Corpus("c", ("x", "y"), tuple(Dialogue(f"d{i}", "train", utts(f"d{i}")) for i in range(5)))
+    with pytest.raises(DataError, match="test split of corpus 'c' is empty"):
+        split_dialogues(corpus)
+    with pytest.raises(DataError, match="has no dev split"):
+        split_dialogues(corpus, validation="dev")
+
+
+def test_validation_split_is_reproducible_and_disjoint(root):
+    corpus = Corpus.load(root / "corpus.json")
+    a, b = split_dialogues(corpus, valid_seed=7), split_dialogues(corpus, valid_seed=7)
+    assert [d.id for d in a["valid"]] == [d.id for d in b["valid"]]
+    assert not {d.id for d in a["valid"]} & {d.id for d in a["train"]}
+    assert len(a["train"]) + len(a["valid"]) == 34  # dev folded into train (official recipe)
+
+
+def test_collate_pads_and_marks_speakers_by_first_appearance():
+    utts = (Utterance("u0", "Ross", 0), Utterance("u1", "Rachel", 1), Utterance("u2", "Ross", 1))
+    corpus = Corpus("c", ("x", "y"), (Dialogue("d0", "train", utts),
+                                      Dialogue("d1", "train", (Utterance("v0", "Joey", 1),))))
+
+    class Store:  # the two methods the dataset uses
+        dim, path = 2, "mem"
+        def get(self, ids, missing="error"):
+            return np.arange(2 * len(ids), dtype=np.float32).reshape(-1, 2), np.array([True, False] * 2)[:len(ids)]
+
+    data = DialogueDataset(corpus, corpus.dialogues, {"text": Store()}, num_speakers=3)
+    batch = collate([data[0], data[1]])
+    assert batch.mask.tolist() == [[True, True, True], [True, False, False]]
+    assert batch.speaker_mask[0].argmax(-1).tolist() == [0, 1, 0]
+    assert batch.speaker_mask[1, 1:].abs().sum() == 0 and batch.labels[1, 1:].tolist() == [-100, -100]
+    assert batch.present["text"][0].tolist() == [True, False, True]
+
+
+def test_wandb_offline_logs_the_run(root, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert run(root, tmp_path / "w", "train.epochs=1", "runtime.wandb=offline") == 0
+    assert list((tmp_path / "w" / "wandb").glob("offline-run-*"))
+
+
+def test_demo_fusion_beats_every_single_modality(tmp_path):
+    from multiemo.demo import run_demo
+
+    results = run_demo(tmp_path, epochs=6)
+    fused = results.pop("text+audio+visual")
+    assert fused > max(results.values()) + 20
