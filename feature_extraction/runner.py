@@ -105,7 +105,7 @@ class JobSummary:
     absent: int = 0  # computed now, without a vector
     failed: int = 0
     skipped: int = 0  # already done by an earlier run
-    seconds: float = 0.0
+    seconds: float = 0.0  # extraction time (after the extractor's setup, before the merge)
     merged: Path | None = None  # the consolidated store, when this run completed the job
     failures: dict[str, str] = field(default_factory=dict)  # id → error, of this run
 
@@ -347,10 +347,10 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
              for u in d.utterances]
     ids = [u.id for u in items]
 
-    start = time.monotonic()
     extractor.setup(resolve_device(device))
     info = {"extractor": extractor.name, **extractor.info()}
     _init_job(work, info, ids)
+    start = time.monotonic()  # the rate is of extraction, not of model loading
 
     mine = [u for i, u in enumerate(items) if i % n == k]
     done_rows, _ = _read_chunks(work)
@@ -394,10 +394,9 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
         if bar is not None:
             bar.close()
 
-    status = job_status(out)
-    if status["missing"] == 0:
-        summary.merged = merge_job(out)
     summary.seconds = time.monotonic() - start
+    if job_status(out)["missing"] == 0:
+        summary.merged = merge_job(out)
     if progress:
         print(summary.format(), file=sys.stderr)
     return summary

