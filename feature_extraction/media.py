@@ -109,7 +109,7 @@ def _open(path: Path) -> av.container.InputContainer:
 
 def _origin(container: av.container.InputContainer) -> float:
     start = container.start_time  # in av.time_base (microseconds)
-    return float(start) / av.time_base if start not in (None,) and start > 0 else 0.0
+    return float(start) / av.time_base if start is not None and start > 0 else 0.0
 
 
 def _stream_duration(container: av.container.InputContainer, stream: av.stream.Stream | None) -> float | None:
@@ -135,7 +135,7 @@ def probe(path: str | Path) -> MediaInfo:
         audio = container.streams.audio[0] if container.streams.audio else None
         video = container.streams.video[0] if container.streams.video else None
         duration = _stream_duration(container, video or audio)
-        fps = float(video.average_rate or video.guessed_rate or 0) or None if video else None
+        fps = (float(video.average_rate or video.guessed_rate or 0) or None) if video else None
         return MediaInfo(
             str(path), duration, audio is not None, video is not None,
             sample_rate=audio.codec_context.sample_rate if audio else None,
