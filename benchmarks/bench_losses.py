@@ -75,7 +75,8 @@ def _make(name, device, temperature=1.4, gamma=2.0, alpha=1.2):
         loss = SWFCLoss(weights, temperature, gamma).to(device)
         return lambda z, labels: loss(z, labels)
     if name == "released loop":
-        return lambda z, labels: released_swfc_loop(z, labels, weights.to(device), temperature, gamma)
+        weights = weights.to(device)
+        return lambda z, labels: released_swfc_loop(z, labels, weights, temperature, gamma)
     if name.startswith("soft-hgr"):
         variant = name.split()[-1]
         return lambda z, labels: soft_hgr_loss([z, z.roll(1, 0), z.roll(2, 0)], variant)

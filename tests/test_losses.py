@@ -63,7 +63,7 @@ def _trace_product(a, b):
 
 
 def hgr_official_oracle(features):
-    """Released code, written out: raw inner products, torch.cov(Q) (N × N), trace / N, total / N."""
+    """Released code written out: raw inner products, torch.cov(Q) (N × N), trace / N, total / N."""
     N, D = features[0].shape
     total = features[0].new_zeros(())
     for i in range(len(features)):
@@ -162,7 +162,7 @@ def test_swfc_finite_when_similarity_is_one(gamma):
 def test_swfc_sharp_temperature_stays_finite():
     z = torch.randn(50, 8, generator=torch.Generator().manual_seed(7), requires_grad=True)
     labels = torch.randint(0, 5, (50,), generator=torch.Generator().manual_seed(8))
-    loss = SWFCLoss(swfc_class_weights(CLASS_COUNTS, 1.0), temperature=0.01, gamma=0.3)(z, labels)
+    loss = SWFCLoss(swfc_class_weights(CLASS_COUNTS, 1.0), temperature=1e-5, gamma=0.3)(z, labels)
     (grad,) = torch.autograd.grad(loss, z)
     assert torch.isfinite(loss) and torch.isfinite(grad).all()
 
@@ -236,7 +236,8 @@ def test_hgr_official_equals_released_formula_with_torch_cov():
         inner = torch.mean(torch.sum(f[i] * f[j], dim=-1), dim=0)
         trace = torch.trace(torch.cov(f[i]) @ torch.cov(f[j])) / N
         total += inner - trace / 2
-    torch.testing.assert_close(soft_hgr_loss(f, "official").double(), -total / N, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(soft_hgr_loss(f, "official").double(), -total / N,
+                               rtol=RTOL, atol=ATOL)
 
 
 def test_hgr_single_utterance_is_defined():

@@ -58,7 +58,7 @@ def _pair_official(q: Tensor, v: Tensor) -> Tensor:
 
 
 def _pair_paper(q: Tensor, v: Tensor) -> Tensor:
-    """``E − ½ tr(cov(Q) cov(V))`` of Eq. 20 for one pair, with centred features, q, v ``(N, D)``."""
+    """``E − ½ tr(cov(Q) cov(V))`` of Eq. 20 for one pair, centred features, q, v ``(N, D)``."""
     N = q.shape[0]
     q_c = q - q.mean(dim=0, keepdim=True)  # (N, D): each feature centred over the batch
     v_c = v - v.mean(dim=0, keepdim=True)  # (N, D)

@@ -12,7 +12,8 @@ but still counts in N (as in the released code).
 The released code (``Loss/SampleWeightedFocalContrastiveLoss.py`` of TaoShi1998/MultiEMO)
 loops over anchors in Python, building ``N − 1`` rows and a softmax per anchor; here the whole
 ``(N, N)`` similarity matrix is one matmul, one ``log_softmax`` with the diagonal filled, and a
-product with the one-hot labels that sums each row over its positives; the same numbers (checked against a literal per-anchor oracle in ``tests/test_losses.py``).
+product with the one-hot labels that sums each row over its positives; the same numbers
+(checked against a literal per-anchor oracle in ``tests/test_losses.py``).
 
 >>> import torch
 >>> loss = SWFCLoss(swfc_class_weights([3, 1], alpha=1.0), temperature=1.0, gamma=2.0)
@@ -32,15 +33,17 @@ from torch import Tensor, nn
 
 __all__ = ["swfc_class_weights", "SWFCLoss"]
 
-# Stand-in for −inf on the diagonal (an utterance is not its own candidate). exp(−1e4) is 0 in
-# float32, so the softmax is unchanged; unlike −inf it never yields inf − inf = NaN, even when
-# a row is entirely diagonal (N = 1). Logits off the diagonal lie in [−1/τ, 1/τ].
-_DIAGONAL_LOGIT = -1.0e4
+# Stand-in for −inf on the diagonal (an utterance is not its own candidate): −(1e4 + 2/τ).
+# Logits off the diagonal lie in [−1/τ, 1/τ], so the diagonal sits at least 1e4 below the row
+# maximum and exp underflows to exactly 0 in float32: the softmax is unchanged. Unlike −inf it
+# never yields inf − inf = NaN, even when a row is entirely diagonal (N = 1).
+_DIAGONAL_MARGIN = 1.0e4
 # Floor of 1 − s inside the focal factor when 0 < γ < 1: (1 − s)^γ then has an infinite
 # derivative at s = 1 (s = 1 happens for N = 2 and for a lone positive far above the rest), and
-# inf · 0 is NaN in backward. For γ ≥ 1 the derivative is finite and no floor is applied. Clamping only changes values where 1 − s < 1e-12 (below float32 resolution
-# near 1, so in practice only where it is exactly 0), and clamp passes zero gradient there,
-# which is the true derivative of (1 − s)^γ·log s at s = 1 for γ > 0.
+# inf · 0 is NaN in backward. For γ ≥ 1 the derivative is finite and no floor is applied.
+# Clamping only changes values where 1 − s < 1e-12 (below float32 resolution near 1, so in
+# practice only where it is exactly 0), and clamp passes zero gradient there, which is the true
+# derivative of (1 − s)^γ·log s at s = 1 for γ > 0.
 _FOCAL_FLOOR = 1.0e-12
 
 
@@ -129,7 +132,8 @@ class SWFCLoss(nn.Module):
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = F.normalize(z.float(), dim=-1)  # (N, D); same eps as the released code
             logits = (z / self.temperature) @ z.T  # (N, N); τ applied to the smaller side
-            logits.fill_diagonal_(_DIAGONAL_LOGIT)  # g ≠ j; in place: mm keeps no output
+            logits.fill_diagonal_(-(_DIAGONAL_MARGIN + 2.0 / self.temperature))  # g ≠ j
+            # (in place is safe: mm's backward needs its inputs, not its output)
             log_s = torch.log_softmax(logits, dim=1)  # (N, N), row j: log s_{j,·}
             # (N, N), all finite; a copy for γ = 0 too, as log_softmax's backward needs log_s
             terms = log_s * self._focal(log_s) if self.gamma else log_s.clone()
@@ -144,7 +148,7 @@ class SWFCLoss(nn.Module):
             return -(scale * per_anchor).sum() / max(N, 1)
 
     def _focal(self, log_s: Tensor) -> Tensor:
-        """``(1 − s)^γ`` from ``log s``, with a floor on ``1 − s`` only where it is needed (γ < 1)."""
+        """``(1 − s)^γ`` from ``log s``; ``1 − s`` is floored only where needed (γ < 1)."""
         one_minus_s = -torch.expm1(log_s)  # 1 − s, precise near s = 1
         if self.gamma < 1:
             one_minus_s = one_minus_s.clamp_min(_FOCAL_FLOOR)
