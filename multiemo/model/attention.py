@@ -3,6 +3,11 @@
 Unlike the released code, attention never looks at padded utterances (nor at utterances whose
 vector in the key modality is absent): their keys are masked out, so appending padding to a
 dialogue leaves the outputs of its real utterances unchanged.
+
+Sequences travel *packed*: ``(N, D)`` with N the real utterances of the batch, in row-major
+order of the ``(B, U)`` mask. Every linear map, residual, LayerNorm and feed-forward runs on
+the N real rows only; a :class:`Packing` scatters them into the padded ``(B, U, D)`` layout just
+for the attention product itself. On MELD-shaped batches this skips well over half the work.
 """
 
 from __future__ import annotations
@@ -11,7 +16,30 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["MultiHeadAttention", "FeedForward", "MultiAttnLayer"]
+__all__ = ["Packing", "MultiHeadAttention", "FeedForward", "MultiAttnLayer"]
+
+
+class Packing:
+    """Moves between padded ``(B, U, ...)`` and packed ``(N, ...)`` layouts of one batch.
+
+    >>> packing = Packing(torch.tensor([[True, True], [True, False]]))
+    >>> packing.pad(torch.tensor([[1.], [2.], [3.]])).squeeze(-1).tolist()
+    [[1.0, 2.0], [3.0, 0.0]]
+    """
+
+    def __init__(self, mask: Tensor) -> None:
+        self.mask = mask  # (B, U) bool
+        self.shape = tuple(mask.shape)
+        self.index = mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of real rows
+
+    def pack(self, x: Tensor) -> Tensor:
+        """``(B, U, ...)`` → ``(N, ...)``."""
+        return x.reshape(-1, *x.shape[2:]).index_select(0, self.index)
+
+    def pad(self, x: Tensor) -> Tensor:
+        """``(N, ...)`` → ``(B, U, ...)`` with zeros at padding."""
+        out = x.new_zeros(self.shape[0] * self.shape[1], *x.shape[1:])
+        return out.index_copy(0, self.index, x).view(*self.shape, *x.shape[1:])
 
 
 class MultiHeadAttention(nn.Module):
@@ -35,31 +63,33 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
 
-    def forward(self, query: Tensor, key_value: Tensor, key_mask: Tensor) -> Tensor:
+    def forward(self, query: Tensor, key_value: Tensor, key_mask: Tensor, packing: Packing) -> Tensor:
         """Attend from every query utterance to the unmasked utterances of the same dialogue.
 
-        Shapes: B dialogues, U utterances, D model dim, H heads, d = D / H.
+        Shapes: N real utterances, B dialogues, U utterances, D model dim, H heads, d = D / H.
 
         Args:
-            query: ``(B, U, D)``.
-            key_value: ``(B, U, D)``, the other modality.
+            query: ``(N, D)`` packed.
+            key_value: ``(N, D)`` packed, the other modality.
             key_mask: ``(B, U)`` bool, True where a key may be attended to.
+            packing: the batch's layout.
 
         Returns:
-            ``(B, U, D)``; a dialogue with no attendable key gets zeros.
+            ``(N, D)`` packed; a dialogue with no attendable key gets zeros.
         """
-        B, U, D = query.shape
+        B, U = packing.shape
+        N, D = query.shape
         H = self.num_heads
-        q = self.q_proj(query).view(B, U, H, D // H).transpose(1, 2)  # (B, H, U, d)
-        k = self.k_proj(key_value).view(B, U, H, D // H).transpose(1, 2)  # (B, H, U, d)
-        v = self.v_proj(key_value).view(B, U, H, D // H).transpose(1, 2)  # (B, H, U, d)
+        heads = lambda x: packing.pad(x).view(B, U, H, D // H).transpose(1, 2)  # (N, D) -> (B, H, U, d)
+        q, k, v = heads(self.q_proj(query)), heads(self.k_proj(key_value)), heads(self.v_proj(key_value))
         any_key = key_mask.any(dim=1)  # (B,)
         # a dialogue without any attendable key would give softmax over nothing (NaN):
         # let it attend to everything and zero its output below
         safe_mask = key_mask | ~any_key[:, None]  # (B, U)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe_mask[:, None, None, :])  # (B, H, U, d)
-        out = self.out_proj(out.transpose(1, 2).reshape(B, U, D))  # (B, U, D)
-        return out * any_key[:, None, None].to(out.dtype)
+        out = out * any_key[:, None, None, None].to(out.dtype)
+        out = packing.pack(out.transpose(1, 2).reshape(B, U, D))  # (N, D)
+        return self.out_proj(out)  # (N, D)
 
 
 class FeedForward(nn.Module):
@@ -101,8 +131,8 @@ class MultiAttnLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, others: list[Tensor], key_masks: list[Tensor]) -> Tensor:
-        """``x`` ``(B, U, D)``; ``others[i]`` ``(B, U, D)`` with ``key_masks[i]`` ``(B, U)`` → ``(B, U, D)``."""
+    def forward(self, x: Tensor, others: list[Tensor], key_masks: list[Tensor], packing: Packing) -> Tensor:
+        """``x`` ``(N, D)`` packed; ``others[i]`` ``(N, D)`` with ``key_masks[i]`` ``(B, U)`` → ``(N, D)``."""
         for attend, norm, other, mask in zip(self.cross, self.cross_norms, others, key_masks):
-            x = norm(x + self.dropout(attend(x, other, mask)))
+            x = norm(x + self.dropout(attend(x, other, mask, packing)))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))

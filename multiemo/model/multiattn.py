@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from multiemo.model.attention import MultiAttnLayer
+from multiemo.model.attention import MultiAttnLayer, Packing
 
 __all__ = ["MultiAttn"]
 
@@ -39,16 +39,18 @@ class MultiAttn(nn.Module):
             for m in (self.modalities if num_others else ())
         })
 
-    def forward(self, unimodal: dict[str, Tensor], key_masks: dict[str, Tensor]) -> dict[str, Tensor]:
+    def forward(self, unimodal: dict[str, Tensor], key_masks: dict[str, Tensor],
+                packing: Packing) -> dict[str, Tensor]:
         """Fuse each modality with the others.
 
         Args:
-            unimodal: modality → ``(B, U, D)`` context-encoded sequence.
+            unimodal: modality → ``(N, D)`` packed context-encoded sequence.
             key_masks: modality → ``(B, U)`` bool, True where that modality's vector is real
                 (not padding, not absent).
+            packing: the batch's layout (see :class:`Packing`).
 
         Returns:
-            modality → ``(B, U, D)`` fused sequence (the input itself for a single modality).
+            modality → ``(N, D)`` packed fused sequence (the input itself for a single modality).
         """
         fused = {}
         for m in self.modalities:
@@ -58,6 +60,6 @@ class MultiAttn(nn.Module):
             others = [o for o in self.modalities if o != m]
             x = unimodal[m]
             for layer in self.stacks[m]:
-                x = layer(x, [unimodal[o] for o in others], [key_masks[o] for o in others])
+                x = layer(x, [unimodal[o] for o in others], [key_masks[o] for o in others], packing)
             fused[m] = x
         return fused

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from multiemo.config import ModelConfig
 from multiemo.model.classifier import EmotionClassifier
 from multiemo.model.dialoguernn import ContextEncoder
+from multiemo.model.attention import Packing
 from multiemo.model.multiattn import MultiAttn
 
 __all__ = ["MultiEMO", "MultiEMOOutput", "build_model", "count_parameters"]
@@ -83,18 +84,20 @@ class MultiEMO(nn.Module):
         """
         lengths = mask.sum(dim=1)  # (B,)
         speaker = speaker_mask.argmax(dim=-1) * mask  # (B, U) party index, 0 at padding
+        packing = Packing(mask)
         unimodal = {}
         for m in self.modalities:
-            x = self.projections[m](features[m])  # (B, U, D)
+            x = self.projections[m](packing.pack(features[m]))  # (N, D), real utterances only
             if m in self.context:
-                x = self.context[m](x, speaker, lengths)  # (B, U, D)
+                x = packing.pack(self.context[m](packing.pad(x), speaker, lengths))  # (N, D)
             unimodal[m] = x
         key_masks = {m: mask & present[m] if present is not None and m in present else mask
                      for m in self.modalities}
-        fused = self.fusion(unimodal, key_masks) if self.fusion is not None else unimodal
-        f = torch.cat([fused[m] for m in self.modalities], dim=-1)  # (B, U, M·D)
-        logits, z = self.classifier(f)  # (B, U, C), (B, U, D)
-        return MultiEMOOutput(logits=logits, z=z, fused=fused)
+        fused = self.fusion(unimodal, key_masks, packing) if self.fusion is not None else unimodal
+        f = torch.cat([fused[m] for m in self.modalities], dim=-1)  # (N, M·D)
+        logits, z = self.classifier(f)  # (N, C), (N, D)
+        return MultiEMOOutput(logits=packing.pad(logits), z=packing.pad(z),
+                              fused={m: packing.pad(x) for m, x in fused.items()})
 
 
 def build_model(cfg: ModelConfig) -> MultiEMO:

@@ -1,0 +1,147 @@
+"""Benchmark: one MultiEMO training epoch on synthetic data shaped exactly like MELD.
+
+    python benchmarks/bench_epoch.py                   # ours, 3 epochs, CPU, 2 threads
+    python benchmarks/bench_epoch.py --baseline        # also a released-style epoch, same machine
+    python benchmarks/bench_epoch.py --device cuda     # on a GPU (bf16 autocast)
+
+Data: 1152 train+valid dialogues and 280 test dialogues whose lengths follow MELD's real
+distribution (13,708 utterances in all), text 768 / audio 512 / visual 1000, 7 classes, MELD's
+class balance; the official MELD recipe (configs/meld.yaml: 2 MultiAttn layers, batch 100,
+all three losses). One epoch = training on the train split + scoring validation + scoring test,
+as the issue defines it. Peak memory is the process's peak resident set (CPU) or
+``torch.cuda.max_memory_allocated`` (GPU).
+
+``--baseline`` times the same epoch with the two hot spots computed the way the released code
+computes them, for a same-machine comparison: DialogueRNN stepping over every padded position
+with GRU_p run for all 9 parties and the attention re-run over the whole history each step
+(``released_dialoguernn_forward``), and SWFC as the released per-anchor Python loop
+(``bench_losses.released_swfc_loop``). Both are re-implementations for timing only (the tests hold
+our DialogueRNN equal to the released cell); the rest of the epoch is our code, so the baseline
+flatters the release, if anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from multiemo.config import Config, load  # noqa: E402
+from multiemo.losses import SWFCLoss, build_loss  # noqa: E402
+from multiemo.model import build_model  # noqa: E402
+from multiemo.model.dialoguernn import DialogueRNN  # noqa: E402
+from multiemo.synthetic import MELD_DIALOGUE_LENGTHS, make_synthetic_corpus  # noqa: E402
+from multiemo.train import loader, prepare_data, run_epoch  # noqa: E402
+
+MELD_PRIOR = [0.47, 0.12, 0.03, 0.07, 0.17, 0.03, 0.11]  # MELD train+dev class shares
+
+
+def released_dialoguernn_forward(self: DialogueRNN, u, speaker, lengths):
+    """DialogueRNN as the released code runs it: every step incl. padding, GRU_p for all 9
+    parties, attention over the whole history at each step. Same parameters as ours."""
+    B, U, D = u.shape
+    P = 9
+    party = F.one_hot(speaker, P).to(u.dtype)  # (B, U, P)
+    q = u.new_zeros(B, P, D)
+    g_hist, outputs = [], []
+    e = u.new_zeros(B, D)
+    rows = torch.arange(B)
+    for t in range(U):
+        idx = speaker[:, t]
+        q_s = q[rows, idx]
+        g = self.dropout(self.g_cell(torch.cat([u[:, t], q_s], 1), g_hist[-1] if g_hist else u.new_zeros(B, D)))
+        if g_hist:
+            hist = torch.stack(g_hist)  # (t, B, D)
+            alpha = torch.softmax(self.attention(hist), dim=0)  # (t, B, 1)
+            c = (alpha * hist).sum(0)
+        else:
+            c = u.new_zeros(B, D)
+        u_c = torch.cat([u[:, t], c], 1).unsqueeze(1).expand(-1, P, -1)
+        qs = self.dropout(self.p_cell(u_c.reshape(-1, 2 * D), q.reshape(-1, D)).view(B, P, D))
+        m = party[:, t].unsqueeze(2)
+        q = q * (1 - m) + qs * m
+        e = self.dropout(self.e_cell(q[rows, idx], e))
+        g_hist.append(g)
+        outputs.append(e)
+    return torch.stack(outputs, 1)
+
+
+def released_swfc_forward(self: SWFCLoss, z, labels):
+    from bench_losses import released_swfc_loop
+    return released_swfc_loop(z.float(), labels, self.class_weights.tolist(), self.temperature, self.gamma)
+
+
+def make_data(root: Path, seed: int = 0) -> None:
+    make_synthetic_corpus(root, dialogues={"train": 1152, "test": 280},
+                          dims={"text": 768, "audio": 512, "visual": 1000}, num_classes=7,
+                          num_speakers=9, lengths=MELD_DIALOGUE_LENGTHS, class_prior=MELD_PRIOR,
+                          noise=2.0, seed=seed)
+
+
+def time_epochs(cfg: Config, epochs: int) -> list[float]:
+    device = torch.device(cfg.runtime.device)
+    amp = device.type == "cuda" and cfg.runtime.amp
+    data = prepare_data(cfg)
+    model = build_model(cfg.model).to(device)
+    criterion = build_loss(cfg.loss, data.datasets["train"].class_counts(cfg.model.num_classes)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    times = []
+    for epoch in range(epochs):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        run_epoch(model, criterion, loader(data.datasets["train"], cfg.train.batch_size, epoch), device, amp, optimizer)
+        run_epoch(model, criterion, loader(data.datasets["valid"], cfg.train.batch_size), device, amp)
+        run_epoch(model, criterion, loader(data.datasets["test"], cfg.train.batch_size), device, amp)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--baseline", action="store_true", help="also time a released-style epoch")
+    parser.add_argument("--data", help="folder for the synthetic MELD-shaped data (default: temporary)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    root = Path(args.data or tempfile.mkdtemp(prefix="bench-epoch-"))
+    if not (root / "corpus.json").is_file():
+        make_data(root)
+    cfg = load(Config, "configs/meld.yaml", [f"data.root={root}", f"runtime.device={args.device}"])
+    rows = []
+    ours = time_epochs(cfg, args.epochs)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda")
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    rows.append(("MultiEMO (this toolkit)", ours, peak))
+    if args.baseline:
+        DialogueRNN.forward = released_dialoguernn_forward
+        SWFCLoss.forward = released_swfc_forward
+        base = time_epochs(cfg, 1)
+        rows.append(("released-style DialogueRNN + SWFC loop", base, None))
+    print(f"\nOne MELD-shaped epoch (train 1094 + valid 58 + test 280 dialogues, 13,708 utterances), "
+          f"device {args.device}, {args.threads} CPU threads, torch {torch.__version__}\n")
+    print("| implementation | epoch time, s (each epoch) | best, s | peak memory, MiB |")
+    print("| --- | --- | ---: | ---: |")
+    for name, times, mem in rows:
+        print(f"| {name} | {', '.join(f'{t:.2f}' for t in times)} | {min(times):.2f} | "
+              f"{'-' if mem is None else f'{mem:.0f}'} |")
+    if args.baseline:
+        print(f"\nspeed-up: {min(rows[1][1]) / min(ours):.1f}×")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
