@@ -6,17 +6,36 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
-from feature_extraction.runner import (CorpusSource, add_job_arguments, load_corpus, merge_job,
-                                       run_job)
+from feature_extraction.media import MediaError
+from feature_extraction.runner import (Absent, CorpusSource, add_job_arguments, load_corpus,
+                                       merge_job, run_job)
 from multiemo.config import ConfigError, load
 
-__all__ = ["ProjectionConfig", "media_root_of", "raw_store_path", "run_extraction_main"]
+__all__ = ["ProjectionConfig", "media_root_of", "raw_store_path", "run_extraction_main", "map_items"]
 
 log = logging.getLogger("feature_extraction")
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def map_items(workers: int, fn: Callable[[T], R], items: list[T]) -> list[R | Exception]:
+    """``fn`` over ``items`` in ``workers`` threads, in order; a :class:`MediaError` or
+    :class:`Absent` becomes that item's outcome instead of stopping the batch. Threads pay off
+    because decoding (PyAV), OpenCV, scikit-image's cascade and openSMILE release the GIL."""
+    def safe(item: T) -> R | Exception:
+        try:
+            return fn(item)
+        except (MediaError, Absent) as err:
+            return err
+    if workers <= 1 or len(items) <= 1:
+        return [safe(item) for item in items]
+    with ThreadPoolExecutor(min(workers, len(items))) as pool:
+        return list(pool.map(safe, items))
 
 
 @dataclass(frozen=True)
@@ -56,7 +75,8 @@ def run_extraction_main(argv: list[str] | None, *, prog: str, description: str, 
     """``main`` of an extraction command: parse → config → extractor → run (or merge) → project.
 
     ``config_cls`` must have the fields ``corpus`` (:class:`CorpusSource`), ``out``, ``device``,
-    ``splits`` and ``projection`` (:class:`ProjectionConfig`); ``build`` makes the extractor.
+    ``splits``, ``chunk_items``, ``chunk_seconds`` and ``projection`` (:class:`ProjectionConfig`);
+    ``build`` makes the extractor.
     """
     parser = add_job_arguments(argparse.ArgumentParser(prog=prog, description=description))
     args = parser.parse_intermixed_args(argv)
@@ -75,8 +95,11 @@ def run_extraction_main(argv: list[str] | None, *, prog: str, description: str, 
     else:
         summary = run_job(extractor, corpus, store, shard=args.shard,
                           device=args.device or cfg.device, splits=list(cfg.splits) or None,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, chunk_items=cfg.chunk_items,
+                          chunk_seconds=cfg.chunk_seconds)
         merged = summary.merged
+        if args.no_progress:  # run_job prints the summary itself only with its progress bar
+            print(summary.format(), file=sys.stderr)
         if summary.failed:
             log.warning("%d item(s) failed; their errors are in %s.work/failures-*.jsonl and the "
                         "store's info['failed']", summary.failed, store)

@@ -22,14 +22,15 @@ logged); a silent one (peak below ``min_peak_dbfs``) is absent, never a vector o
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from feature_extraction._jobs import ProjectionConfig, media_root_of, run_extraction_main
-from feature_extraction.media import MediaError, load_audio, resolve_media
+from feature_extraction._jobs import ProjectionConfig, map_items, media_root_of, run_extraction_main
+from feature_extraction.media import load_audio, resolve_media
 from feature_extraction.runner import Absent, CorpusSource
 from multiemo.data.corpus import Utterance
 
@@ -80,12 +81,16 @@ class AudioJobConfig:
     librosa: LibrosaOptions = field(default_factory=LibrosaOptions)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     batch_size: int = 8
+    num_workers: int = 2  # threads decoding (and, for opensmile / librosa, computing) per batch
     device: str = "auto"
+    chunk_items: int = 256  # finished items are written to disk every chunk_items items or
+    chunk_seconds: float = 60.0  # chunk_seconds seconds: a killed job loses at most that much
 
     def __post_init__(self) -> None:
-        if self.sample_rate <= 0 or self.max_duration <= 0 or self.batch_size <= 0:
-            raise ValueError(f"sample_rate, max_duration and batch_size must be positive, got "
-                             f"{self.sample_rate}, {self.max_duration}, {self.batch_size}")
+        if min(self.sample_rate, self.max_duration, self.batch_size, self.num_workers) <= 0:
+            raise ValueError(f"sample_rate, max_duration, batch_size and num_workers must be "
+                             f"positive, got {self.sample_rate}, {self.max_duration}, "
+                             f"{self.batch_size}, {self.num_workers}")
 
 
 # -- reading an utterance's audio ---------------------------------------------------------------
@@ -94,9 +99,10 @@ class _AudioSource:
     """Loads an utterance's audio as the config says; silent audio raises :class:`Absent`."""
 
     def __init__(self, media_root: str | None, sample_rate: int, max_duration: float | None,
-                 min_peak_dbfs: float) -> None:
+                 min_peak_dbfs: float, num_workers: int = 1) -> None:
         self.media_root, self.sample_rate = media_root, sample_rate
         self.max_duration, self.min_peak_dbfs = max_duration, min_peak_dbfs
+        self.num_workers = num_workers
 
     def settings(self) -> dict[str, Any]:
         return {"sample_rate": self.sample_rate, "max_duration": self.max_duration,
@@ -114,13 +120,7 @@ class _AudioSource:
         return samples
 
     def load_all(self, items: list[Utterance]) -> list[np.ndarray | Exception]:
-        out: list[np.ndarray | Exception] = []
-        for utt in items:
-            try:
-                out.append(self.load(utt))
-            except (MediaError, Absent) as err:
-                out.append(err)
-        return out
+        return map_items(self.num_workers, self.load, items)
 
 
 # -- the three families ------------------------------------------------------------------------
@@ -133,7 +133,7 @@ class OpenSmileExtractor:
             raise ValueError(f"unknown openSMILE feature set {feature_set!r}; choose from {OPENSMILE_SETS}")
         self.source, self.feature_set, self.batch_size = source, feature_set, batch_size
         self.name = f"opensmile-{feature_set}"
-        self._smile = None
+        self._local = threading.local()  # one openSMILE instance per worker thread
         self.dim: int | None = None
 
     def info(self) -> dict[str, Any]:
@@ -141,22 +141,24 @@ class OpenSmileExtractor:
         return {"family": "opensmile", "feature_set": self.feature_set, "level": "functionals",
                 "dim": self.dim, "opensmile": opensmile.__version__, **self.source.settings()}
 
+    def _smile(self) -> Any:
+        if not hasattr(self._local, "smile"):
+            import opensmile
+            self._local.smile = opensmile.Smile(
+                feature_set=getattr(opensmile.FeatureSet, self.feature_set),
+                feature_level=opensmile.FeatureLevel.Functionals)
+        return self._local.smile
+
     def setup(self, device: torch.device) -> None:
-        import opensmile
-        self._smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, self.feature_set),
-                                      feature_level=opensmile.FeatureLevel.Functionals)
-        self.dim = len(self._smile.feature_names)
+        self.dim = len(self._smile().feature_names)
+
+    def describe(self, utt: Utterance) -> np.ndarray:
+        """The functionals of one utterance (decoding included)."""
+        row = self._smile().process_signal(self.source.load(utt), self.source.sample_rate)
+        return row.to_numpy(dtype=np.float32).reshape(-1)
 
     def extract(self, items: list[Utterance]) -> list[np.ndarray | Exception]:
-        assert self._smile is not None, "call setup() first"
-        out: list[np.ndarray | Exception] = []
-        for signal in self.source.load_all(items):
-            if isinstance(signal, Exception):
-                out.append(signal)
-                continue
-            row = self._smile.process_signal(signal, self.source.sample_rate)
-            out.append(row.to_numpy(dtype=np.float32).reshape(-1))
-        return out
+        return map_items(self.source.num_workers, self.describe, items)
 
 
 class SpeechEncoderExtractor:
@@ -298,8 +300,7 @@ class LibrosaExtractor:
         return np.concatenate([np.atleast_1d(p) for p in parts]).astype(np.float32)
 
     def extract(self, items: list[Utterance]) -> list[np.ndarray | Exception]:
-        return [s if isinstance(s, Exception) else self.describe(s)
-                for s in self.source.load_all(items)]
+        return map_items(self.source.num_workers, lambda u: self.describe(self.source.load(u)), items)
 
 
 # -- command ---------------------------------------------------------------------------------
@@ -307,7 +308,7 @@ class LibrosaExtractor:
 def build_extractor(cfg: AudioJobConfig) -> OpenSmileExtractor | SpeechEncoderExtractor | LibrosaExtractor:
     """The extractor a config asks for (models are loaded later, in ``setup``)."""
     source = _AudioSource(media_root_of(cfg.corpus), cfg.sample_rate, cfg.max_duration,
-                          cfg.min_peak_dbfs)
+                          cfg.min_peak_dbfs, cfg.num_workers)
     if cfg.family == "opensmile":
         return OpenSmileExtractor(source, cfg.opensmile.feature_set, cfg.batch_size)
     if cfg.family == "ssl":

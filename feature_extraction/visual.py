@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -35,9 +34,9 @@ import numpy as np
 import torch
 
 from feature_extraction._image_encoder import ImageEncoder
-from feature_extraction._jobs import ProjectionConfig, media_root_of, run_extraction_main
+from feature_extraction._jobs import ProjectionConfig, map_items, media_root_of, run_extraction_main
 from feature_extraction.faces import FaceDetector, build_detector, crop_face, select_faces
-from feature_extraction.media import FrameSample, MediaError, resolve_media, sample_frames
+from feature_extraction.media import FrameSample, resolve_media, sample_frames
 from feature_extraction.runner import Absent, CorpusSource
 from multiemo.data.corpus import Utterance
 
@@ -104,6 +103,8 @@ class VisualJobConfig:
     encode_batch_size: int = 64
     num_workers: int = 2
     device: str = "auto"
+    chunk_items: int = 256  # finished items are written to disk every chunk_items items or
+    chunk_seconds: float = 60.0  # chunk_seconds seconds: a killed job loses at most that much
 
     def __post_init__(self) -> None:
         if min(self.max_duration, self.batch_size, self.encode_batch_size, self.num_workers) <= 0:
@@ -137,19 +138,6 @@ class _FrameSource:
             self.counters.update(clips=1, frames_decoded=sample.decoded,
                                  frames_sampled=len(sample.frames), frames_in_clips=sample.total_frames)
         return str(path), sample
-
-
-def _map(workers: int, fn: Callable[[Utterance], Any], items: list[Utterance]) -> list[Any]:
-    """``fn`` over items in threads; an exception becomes that item's outcome."""
-    def safe(item: Utterance) -> Any:
-        try:
-            return fn(item)
-        except (MediaError, Absent) as err:
-            return err
-    if workers <= 1 or len(items) <= 1:
-        return [safe(u) for u in items]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(safe, items))
 
 
 class FaceExtractor:
@@ -201,7 +189,7 @@ class FaceExtractor:
         return per_frame
 
     def extract(self, items: list[Utterance]) -> list[np.ndarray | Exception]:
-        found = _map(self.num_workers, self.faces_of, items)
+        found = map_items(self.num_workers, self.faces_of, items)
         crops = [crop for f in found if not isinstance(f, Exception) for frame in f for crop in frame]
         vectors = iter(self.encoder.embed(crops)) if crops else iter(())
         out: list[np.ndarray | Exception] = []
@@ -230,7 +218,7 @@ class FrameExtractor:
         self.encoder.setup(device)
 
     def extract(self, items: list[Utterance]) -> list[np.ndarray | Exception]:
-        samples = _map(self.num_workers, lambda u: self.frames.sample(u)[1], items)
+        samples = map_items(self.num_workers, lambda u: self.frames.sample(u)[1], items)
         if self.encoder.is_video:
             return [s if isinstance(s, Exception) else self.encoder.embed_clip(s.frames) for s in samples]
         good = [s for s in samples if not isinstance(s, Exception)]

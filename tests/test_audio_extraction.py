@@ -56,7 +56,7 @@ BAD = {  # id → (utterance, what the error says)
 
 
 def source(root, max_duration=5.0) -> _AudioSource:
-    return _AudioSource(str(root), 16000, max_duration, -60.0)
+    return _AudioSource(str(root), 16000, max_duration, -60.0, num_workers=2)
 
 
 def check_outcomes(extractor, root, dim):
@@ -233,3 +233,48 @@ def test_shipped_audio_configs_load():
     for path in configs:
         cfg = load(AudioJobConfig, path)
         build_extractor(cfg)  # no model is loaded before setup()
+
+
+@pytest.mark.slow
+def test_killed_job_resumes_without_recomputation_and_gives_the_same_store(media, tmp_path):
+    """SIGKILL a real ``multiemo extract audio`` once chunks are on disk, rerun, compare."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from multiemo.data.corpus import Corpus, Dialogue
+    corpus = Corpus("toy", ("neutral", "joy"), tuple(
+        Dialogue(f"d{d}", "train" if d < 8 else "test",
+                 tuple(utt(f"d{d}_u{u}", f"utt{(d + u) % 6}.wav") for u in range(10)))
+        for d in range(10)))
+    corpus.save(tmp_path / "corpus.json")
+    stores = {}
+    for name in ("clean", "killed"):
+        out = tmp_path / name / "audio.safetensors"
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump({
+            "corpus": {"path": str(tmp_path / "corpus.json"), "media_root": str(media)},
+            "out": str(out), "family": "librosa", "batch_size": 2, "chunk_items": 4,
+            "num_workers": 1}))
+        command = [sys.executable, "-m", "multiemo.cli", "extract", "audio", "--config", str(config),
+                   "--no-progress"]
+        if name == "killed":
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+            work = out.with_name(out.name + ".work")
+            deadline = time.monotonic() + 120
+            while len(list(work.glob("chunk-*"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            assert not out.exists() and list(work.glob("chunk-*"))
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        if name == "killed":
+            import re
+            skipped = int(re.search(r"(\d+) skipped", done.stderr).group(1))
+            assert skipped >= 8, done.stderr  # at least the two chunks of four items
+        stores[name] = FeatureStore(out)
+    a, b = stores["clean"], stores["killed"]
+    assert a.ids == b.ids
+    np.testing.assert_array_equal(a.get(a.ids)[0], b.get(a.ids)[0])
