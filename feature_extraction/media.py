@@ -292,8 +292,9 @@ def sample_frames(path: str | Path, *, num_frames: int | None = None, stride: in
     ``seek_threshold`` seconds ahead), then decodes forward; only the frame nearest to each
     target time is converted to RGB and kept. Frames decoded per clip are therefore bounded by
     the span (plus one keyframe interval), never by the file's length, and memory by the frames
-    kept. With ``keyframes_only`` the decoder skips every non-key frame (cheapest; the sampled
-    frames are then the keyframes nearest to the targets, duplicates removed).
+    kept. With ``keyframes_only`` the decoder skips every non-key frame (cheapest; each sampled
+    frame is then the first keyframe at or after its target, duplicates removed, so a short clip
+    gives as many frames as it has keyframes).
 
     Args:
         path: video file (mp4, avi, mkv...).
@@ -345,7 +346,7 @@ def sample_frames(path: str | Path, *, num_frames: int | None = None, stride: in
         sample = FrameSample(span=(start, end), total_frames=max(1, int(round((end - start) * fps))))
         try:
             _decode_targets(container, stream, targets, fps, _origin(container), size, sample,
-                            keyframes_only, seek_threshold)
+                            seek_threshold)
         except av.error.FFmpegError as err:
             if not sample.frames:
                 raise MediaError(path, f"video decoding failed ({err})") from None
@@ -366,8 +367,10 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
 
 def _decode_targets(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                     targets: list[float], fps: float, origin: float, size: tuple[int, int],
-                    sample: FrameSample, keyframes_only: bool, seek_threshold: float) -> None:
-    """Fill ``sample`` with the frame nearest to each target (decoding forward, seeking ahead)."""
+                    sample: FrameSample, seek_threshold: float) -> None:
+    """Fill ``sample`` with the first decoded frame at (or within half a frame before) each
+    target, decoding forward and seeking ahead; with the decoder skipping non-key frames, that
+    is the first keyframe at or after the target."""
     half = 0.5 / fps
     width, height = size
 
@@ -384,19 +387,6 @@ def _decode_targets(container: av.container.InputContainer, stream: av.video.str
     def keep(t: float, frame: av.VideoFrame) -> None:
         sample.frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
         sample.times.append(t)
-
-    if keyframes_only:  # few frames: collect the keyframes of the span, then pick the nearest
-        keys: list[tuple[float, av.VideoFrame]] = []
-        for t, frame in frames_from(targets[0] - half if targets[0] > seek_threshold else None):
-            if t > targets[-1] + half and keys:
-                keys.append((t, frame))
-                break
-            keys.append((t, frame))
-        chosen = sorted({min(range(len(keys)), key=lambda k: abs(keys[k][0] - target))
-                         for target in targets}) if keys else []
-        for k in chosen:
-            keep(*keys[k])
-        return
 
     current: float | None = None  # time of the last decoded frame
     frames: Iterator[tuple[float, av.VideoFrame]] | None = None
