@@ -148,3 +148,22 @@ def test_clips_over_the_length_limit_are_refused(media):
     with pytest.raises(MediaError, match="over the limit"):
         sample_frames(media["avi"], max_duration=10)
     assert load_audio(media["avi"], span=(0, 5), max_duration=10).shape == (80000,)
+
+
+def test_a_video_stream_with_frame_size_zero_is_an_error(media, monkeypatch):
+    """No encoder writes a 0×0 stream, so the container is faked: the check names the size."""
+    from types import SimpleNamespace
+    import feature_extraction.media as media_module
+
+    class ZeroSizeContainer:
+        streams = SimpleNamespace(video=[SimpleNamespace(codec_context=SimpleNamespace(width=0, height=0))])
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(media_module, "_open", lambda path: ZeroSizeContainer())
+    with pytest.raises(MediaError, match="video frame size is 0x0"):
+        sample_frames(media["mp4"], num_frames=2)
