@@ -64,6 +64,9 @@ class DialogueRNN(nn.Module):
         # active[t]: number of dialogues (a prefix, after sorting) that have an utterance t
         active = (lengths[order][None, :] > torch.arange(U, device=u.device)[:, None]).sum(1).tolist()
 
+        # one tensor per step: slicing (B, U, D) inside the loop would make every step's backward
+        # write a gradient the size of the whole batch
+        u_steps = u.unbind(dim=1)  # U × (B, D)
         q = u.new_zeros(B, num_parties, D)  # party states
         g = u.new_zeros(B, D)  # previous global state
         e = u.new_zeros(B, D)  # previous emotion state
@@ -78,7 +81,7 @@ class DialogueRNN(nn.Module):
             # dialogues that ended drop out of every state: they are never read again
             q, g, e = q[:k], g[:k], e[:k]
             pool_num, pool_den, pool_max = pool_num[:k], pool_den[:k], pool_max[:k]
-            u_t, s_t = u[:k, t], speaker[:k, t]  # (k, D), (k,)
+            u_t, s_t = u_steps[t][:k], speaker[:k, t]  # (k, D), (k,)
             rows = torch.arange(k, device=u.device)
             q_s = q[rows, s_t]  # (k, D) speaker's party state q_{s,t-1}
             g = self.dropout(self.g_cell(torch.cat([u_t, q_s], dim=1), g))  # (k, D)
@@ -87,8 +90,7 @@ class DialogueRNN(nn.Module):
             else:
                 c = pool_num / pool_den  # (k, D) attention pool over g_1..g_{t-1}
             q_new = self.dropout(self.p_cell(torch.cat([u_t, c], dim=1), q_s))  # (k, D)
-            is_speaker = nn.functional.one_hot(s_t, num_parties).unsqueeze(-1).to(q.dtype)  # (k, P, 1)
-            q = q * (1 - is_speaker) + q_new.unsqueeze(1) * is_speaker  # (k, P, D)
+            q = q.index_put((rows, s_t), q_new)  # (k, P, D) the speaker's state replaced
             e = self.dropout(self.e_cell(q_new, e))  # (k, D)
             outputs.append(nn.functional.pad(e, (0, 0, 0, B - k)))  # (B, D)
             # fold g_t into the running softmax for the steps after t
