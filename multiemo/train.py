@@ -206,7 +206,9 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, echo: bool = T
     model = build_model(cfg.model).to(device)
     num_params = count_parameters(model)
     criterion = build_loss(cfg.loss, train_set.class_counts(cfg.model.num_classes)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    # the fused kernel: the same Adam update, several times faster than the per-tensor loop
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                                 fused=True)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience,
         threshold=cfg.train.plateau_threshold)
