@@ -3,7 +3,6 @@ descriptors; bad inputs; the CLI job with resume and the train-only PCA projecti
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
