@@ -75,7 +75,8 @@ def run_extraction_main(argv: list[str] | None, *, prog: str, description: str, 
     """``main`` of an extraction command: parse → config → extractor → run (or merge) → project.
 
     ``config_cls`` must have the fields ``corpus`` (:class:`CorpusSource`), ``out``, ``device``,
-    ``splits``, ``chunk_items``, ``chunk_seconds`` and ``projection`` (:class:`ProjectionConfig`);
+    ``splits``, ``num_threads``, ``chunk_items``, ``chunk_seconds`` and ``projection``
+    (:class:`ProjectionConfig`);
     ``build`` makes the extractor.
     """
     parser = add_job_arguments(argparse.ArgumentParser(prog=prog, description=description))
@@ -87,6 +88,9 @@ def run_extraction_main(argv: list[str] | None, *, prog: str, description: str, 
     except (ConfigError, ValueError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
+    if cfg.num_threads > 0:
+        import torch
+        torch.set_num_threads(cfg.num_threads)
     corpus = load_corpus(cfg.corpus)
     out = Path(cfg.out)
     store = raw_store_path(out) if cfg.projection.dim else out
