@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 __all__ = ["Box", "FaceDetector", "LBPCascadeDetector", "YuNetDetector", "build_detector",
-           "select_faces", "crop_face", "DETECTORS", "POLICIES"]
+           "select_faces", "crop_face", "iou", "DETECTORS", "POLICIES"]
 
 POLICIES = ("all", "largest", "central")
 
@@ -48,8 +48,9 @@ class Box(NamedTuple):
 class FaceDetector(Protocol):
     name: str
 
-    def detect(self, frame: np.ndarray) -> list[Box]:
-        """Faces in an RGB ``uint8`` frame ``(H, W, 3)``, in its pixel coordinates."""
+    def detect(self, frame: np.ndarray, near: Box | None = None) -> list[Box]:
+        """Faces in an RGB ``uint8`` frame ``(H, W, 3)``, in its pixel coordinates; with ``near``
+        (a face of the previous sampled frame), a detector may search only around it."""
         ...
 
 
@@ -82,21 +83,34 @@ class LBPCascadeDetector:
         self.min_size, self.min_neighbours = min_size, min_neighbours
         self._cascade = feature.Cascade(data.lbp_frontal_face_cascade_filename())
 
-    def detect(self, frame: np.ndarray) -> list[Box]:
+    def detect(self, frame: np.ndarray, near: Box | None = None) -> list[Box]:
+        """Faces in the frame; with ``near``, only faces of 0.5–2 times its size within one face
+        size of it (a few times cheaper: a small region and few scales), with a lower neighbour
+        count since a face was there a moment ago (fewer scales give fewer overlapping hits)."""
         height, width = frame.shape[:2]
         scale = _scale_for(width, height, self.detect_side)
-        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        left = top = 0
+        min_size, max_size, neighbours = self.min_size, None, self.min_neighbours
+        if near is not None:
+            pad = max(near.w, near.h)
+            left, top = max(0, near.x - pad), max(0, near.y - pad)
+            frame = frame[top:min(height, near.y + near.h + pad), left:min(width, near.x + near.w + pad)]
+            min_size = max(self.min_size, int(0.5 * min(near.w, near.h) * scale))
+            max_size = int(2.0 * max(near.w, near.h) * scale) + 1
+            neighbours = max(1, self.min_neighbours - 2)
+        h, w = frame.shape[:2]
+        grey = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
         if scale < 1.0:
-            grey = cv2.resize(grey, (max(1, round(width * scale)), max(1, round(height * scale))),
+            grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
                               interpolation=cv2.INTER_AREA)
-        side = min(grey.shape)
-        if side < self.min_size:
+        side = min(grey.shape) if max_size is None else min(min(grey.shape), max_size)
+        if side < min_size:
             return []
         found = self._cascade.detect_multi_scale(
             img=grey.astype(np.float32) / 255.0, scale_factor=self.scale_factor,
-            step_ratio=self.step_ratio, min_size=(self.min_size, self.min_size),
-            max_size=(side, side), min_neighbor_number=self.min_neighbours)
-        return [Box(int(d["c"] / scale), int(d["r"] / scale), int(d["width"] / scale),
+            step_ratio=self.step_ratio, min_size=(min_size, min_size),
+            max_size=(side, side), min_neighbor_number=neighbours)
+        return [Box(left + int(d["c"] / scale), top + int(d["r"] / scale), int(d["width"] / scale),
                     int(d["height"] / scale)) for d in found]
 
 
@@ -121,7 +135,8 @@ class YuNetDetector:
         self._net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold,
                                               nms_threshold, 5000)
 
-    def detect(self, frame: np.ndarray) -> list[Box]:
+    def detect(self, frame: np.ndarray, near: Box | None = None) -> list[Box]:
+        """Faces in the whole frame (YuNet is fast enough not to need ``near``)."""
         height, width = frame.shape[:2]
         scale = _scale_for(width, height, self.detect_side)
         bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
@@ -146,6 +161,14 @@ def build_detector(kind: str, *, model_path: str = "", detect_side: int = 320) -
     if kind == "yunet":
         return YuNetDetector(model_path, detect_side=detect_side)
     raise ValueError(f"unknown face detector {kind!r}; choose from {sorted(DETECTORS)}")
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes."""
+    w = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+    h = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+    inter = w * h
+    return inter / float(a.w * a.h + b.w * b.h - inter) if inter else 0.0
 
 
 def select_faces(boxes: list[Box], width: int, height: int, policy: str) -> list[Box]:

@@ -5,7 +5,8 @@ Two modes, chosen by ``mode`` in the config:
 * ``faces``: VisExtNet (PAPER.md §5). Frames are sampled from the utterance's clip (its
   ``video`` file, cut to ``video_span``: IEMOCAP's dialogue avi), faces are detected in each
   (:mod:`feature_extraction.faces`: scikit-image's LBP cascade by default, YuNet given its model
-  file), the kept faces (``all``, the ``largest`` or the most ``central`` per frame) are cropped
+  file; between full searches every ``track_every`` frames, only around the previous frame's
+  faces), the kept faces (``all``, the ``largest`` or the most ``central`` per frame) are cropped
   square with a margin and embedded by an image encoder; a frame's faces are averaged, and the
   frame vectors are averaged over at most ``max_face_frames`` (20) frames with faces, taken at
   an even stride. The paper's VGGFace2 ResNet-101 was never released: the encoder is any
@@ -35,7 +36,7 @@ import torch
 
 from feature_extraction._image_encoder import ImageEncoder
 from feature_extraction._jobs import ProjectionConfig, map_items, media_root_of, run_extraction_main
-from feature_extraction.faces import FaceDetector, build_detector, crop_face, select_faces
+from feature_extraction.faces import Box, FaceDetector, build_detector, crop_face, iou, select_faces
 from feature_extraction.media import FrameSample, resolve_media, sample_frames
 from feature_extraction.runner import Absent, CorpusSource
 from multiemo.data.corpus import Utterance
@@ -71,11 +72,14 @@ class FaceOptions:
     policy: Literal["all", "largest", "central"] = "largest"
     margin: float = 0.2  # crop grows by this fraction of the face's side on every side
     max_face_frames: int = 20  # frames with faces averaged, at an even stride (PAPER.md §5)
+    track_every: int = 5  # search around the previous frame's faces, with a full search every
+    #                        track_every-th sampled frame and whenever that finds none (1: always full)
 
     def __post_init__(self) -> None:
-        if self.detect_side <= 0 or self.max_face_frames <= 0 or self.margin < 0:
-            raise ValueError(f"faces: detect_side and max_face_frames must be positive and margin "
-                             f">= 0, got {self.detect_side}, {self.max_face_frames}, {self.margin}")
+        if self.detect_side <= 0 or self.max_face_frames <= 0 or self.margin < 0 or self.track_every <= 0:
+            raise ValueError(f"faces: detect_side, max_face_frames and track_every must be positive "
+                             f"and margin >= 0, got {self.detect_side}, {self.max_face_frames}, "
+                             f"{self.track_every}, {self.margin}")
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,7 @@ class FaceExtractor:
         return {"mode": "faces", **self.encoder.info(), "detector": self.detector_name,
                 "detector_model": o.model_path or None, "detect_side": o.detect_side,
                 "policy": o.policy, "margin": o.margin, "max_face_frames": o.max_face_frames,
+                "track_every": o.track_every,
                 **self.frames.settings()}
 
     def setup(self, device: torch.device) -> None:
@@ -175,9 +180,17 @@ class FaceExtractor:
         size = self.encoder.input_size[0]
         detector = self._detector()
         per_frame = []
-        for frame in sample.frames:
+        previous: list[Box] = []
+        for index, frame in enumerate(sample.frames):
             height, width = frame.shape[:2]
-            boxes = select_faces(detector.detect(frame), width, height, self.options.policy)
+            found: list[Box] = []
+            if previous and index % self.options.track_every:
+                for box in (b for p in previous for b in detector.detect(frame, near=p)):
+                    if all(iou(box, other) < 0.5 for other in found):
+                        found.append(box)
+            if not found:
+                found = detector.detect(frame)
+            previous = boxes = select_faces(found, width, height, self.options.policy)
             if boxes:
                 per_frame.append([crop_face(frame, b, size, self.options.margin) for b in boxes])
         if not per_frame:

@@ -76,6 +76,24 @@ def test_lbp_cascade_finds_the_astronaut_face():
     assert 60 < face.w < 140
 
 
+def test_a_search_near_a_face_finds_it_again():
+    from skimage import data
+    from feature_extraction.faces import iou
+    image = data.astronaut()
+    detector = LBPCascadeDetector(detect_side=320)
+    face = select_faces(detector.detect(image), 512, 512, "largest")[0]
+    again = detector.detect(image, near=face)
+    assert again and max(iou(face, b) for b in again) > 0.5
+    assert detector.detect(image, near=Box(440, 440, 40, 40)) == []  # nothing near the corner
+
+
+def test_tracking_finds_the_faces_a_full_search_finds(media, tiny_vit):
+    tracked = face_extractor(media, tiny_vit, num_frames=10, track_every=5)
+    full = face_extractor(media, tiny_vit, num_frames=10, track_every=1)
+    for name in ("face.mp4", "face2.mp4"):
+        assert len(tracked.faces_of(utt("a", name))) == len(full.faces_of(utt("a", name)))
+
+
 def test_face_is_found_in_clip_frames_and_not_in_a_faceless_clip(media):
     detector = LBPCascadeDetector()
     _, with_face = frame_source(media).sample(utt("a", "face.mp4"))
