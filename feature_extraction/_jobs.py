@@ -102,8 +102,6 @@ def run_extraction_main(argv: list[str] | None, *, prog: str, description: str, 
                           progress=not args.no_progress, chunk_items=cfg.chunk_items,
                           chunk_seconds=cfg.chunk_seconds)
         merged = summary.merged
-        if args.no_progress:  # run_job prints the summary itself only with its progress bar
-            print(summary.format(), file=sys.stderr)
         if summary.failed:
             log.warning("%d item(s) failed; their errors are in %s.work/failures-*.jsonl and the "
                         "store's info['failed']", summary.failed, store)
