@@ -25,7 +25,6 @@ losses and the metrics are ours.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import resource
 import sys
 import tempfile

@@ -204,7 +204,7 @@ class SpeechEncoderExtractor:
     def _groups(self, signals: list[tuple[int, np.ndarray]]) -> list[list[tuple[int, np.ndarray]]]:
         if not getattr(self._processor, "return_attention_mask", False):
             return [[s] for s in signals]
-        groups, current, seconds = [], [], 0.0
+        groups, current = [], []
         for s in sorted(signals, key=lambda s: s[1].size):
             longest = max(s[1].size, max((c[1].size for c in current), default=0))
             if current and longest * (len(current) + 1) / self.source.sample_rate > self.max_batch_seconds:

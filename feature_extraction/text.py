@@ -49,7 +49,7 @@ from multiemo.data.corpus import Corpus, Utterance
 
 __all__ = ["TextExtractConfig", "FinetuneConfig", "TextExtractor", "TextModel", "resolve_model",
            "model_name",
-           "load_text_model", "extract_text", "main"]
+           "extract_text", "main"]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ features (``data.root=...``) or to check that a run's report is what its checkpo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from multiemo.config import Config, ConfigError, dump_yaml, load, to_dict
@@ -189,17 +188,25 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, echo: bool = T
     The log goes to ``run_dir/train.log`` and, with ``echo``, to standard output.
     """
     run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
     _setup_logging(run_dir, echo)
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
     device = resolve_device(cfg.runtime.device)
     amp = cfg.runtime.amp and device.type == "cuda"
-    seed = cfg.train.seed
-    torch.manual_seed(seed)
+    deterministic = torch.are_deterministic_algorithms_enabled()
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
+    try:
+        return _train(cfg, run_dir, resume, device, amp)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)  # leave the caller's process as it was
 
+
+def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, amp: bool) -> dict:
+    """The loop of :func:`train`, once logging, device and determinism are set."""
+    ckpt_dir = run_dir / "checkpoints"
+    seed = cfg.train.seed
+    torch.manual_seed(seed)
     data = prepare_data(cfg)
     labels = data.corpus.labels
     train_set, valid_set, test_set = (data.datasets[s] for s in ("train", "valid", "test"))

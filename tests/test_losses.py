@@ -4,7 +4,6 @@ The oracles loop in Python over anchors, positives, utterances and features, in 
 are compared with the vectorised float32 losses for values and for gradients.
 """
 
-import math
 
 import pytest
 import torch

@@ -5,11 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors.numpy import save_file
 
 from multiemo.cli import main as cli
-from multiemo.config import Config, build
 from multiemo.data.corpus import Corpus, Dialogue, Utterance
 from multiemo.data.dataset import DataError, collate, DialogueDataset, split_dialogues
 from multiemo.data.store import FeatureStore
