@@ -4,7 +4,7 @@ It writes a synthetic corpus in which each modality carries a different part of 
 (:mod:`multiemo.synthetic`: no single modality can tell all four classes apart), trains a small
 MultiEMO on text alone, audio alone, visual alone and on all three through the same trainer as
 ``multiemo train`` (validation-selected checkpoint, test scored once), and prints the per-class
-table of the fused model and the comparison. On 2 CPU cores it takes about a minute.
+table of the fused model and the comparison. On 2 quiet CPU cores it takes about 30 s.
 
 The numbers say nothing about MELD or IEMOCAP: the data are synthetic.
 """
