@@ -18,7 +18,9 @@ Run directory::
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -141,11 +143,12 @@ def predict(model: MultiEMO, data, device: torch.device, amp: bool):
 
 
 def save_predictions(path: Path, labels: tuple[str, ...], uids, dids, golds, probs) -> None:
-    header = ["utterance_id", "dialogue_id", "label", "prediction"] + [f"p_{c}" for c in labels]
-    lines = [",".join(header)]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")  # quotes any id that holds a comma
+    writer.writerow(["utterance_id", "dialogue_id", "label", "prediction"] + [f"p_{c}" for c in labels])
     for uid, did, gold, p in zip(uids, dids, golds, probs):
-        lines.append(",".join([uid, did, labels[gold], labels[int(p.argmax())]] + [f"{x:.6f}" for x in p]))
-    atomic_write_text(path, "\n".join(lines) + "\n")
+        writer.writerow([uid, did, labels[gold], labels[int(p.argmax())]] + [f"{x:.6f}" for x in p])
+    atomic_write_text(path, text.getvalue())
 
 
 def score_and_report(run_dir: Path, cfg: Config, model: MultiEMO, data: Prepared,
