@@ -8,7 +8,7 @@ from torch import nn
 
 from multiemo.config import ModelConfig
 from multiemo.model import build_model, count_parameters
-from multiemo.model.dialoguernn import DialogueRNN, reverse_within_length
+from multiemo.model.dialoguernn import DialogueRNN, reverse_within_length, run_lockstep
 
 MELD = ModelConfig()  # the official MELD sizes are the defaults
 IEMOCAP = ModelConfig(num_layers=6, mlp_hidden=256, num_classes=6, num_speakers=2,
@@ -76,6 +76,33 @@ def test_dialoguernn_matches_the_released_cell_values_and_gradients(seed):
     ref_grads = torch.autograd.grad(ref_loss, [u, *rnn.parameters()])
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-10)
+
+
+def test_recurrences_in_lockstep_equal_each_run_alone():
+    """All DialogueRNNs of a model step together; each must still compute what it computes alone."""
+    torch.manual_seed(3)
+    B, U, D = 3, 6, 8
+    rnns = [DialogueRNN(D).double() for _ in range(3)]
+    lengths = torch.tensor([6, 2, 4])
+    mask = torch.arange(U)[None] < lengths[:, None]
+    u = torch.randn(3, B, U, D, dtype=torch.float64, requires_grad=True)
+    speaker = torch.randint(0, 4, (3, B, U)) * mask
+    together = run_lockstep(rnns, u, speaker, lengths)
+    alone = torch.stack([r(u[i], speaker[i], lengths) for i, r in enumerate(rnns)])
+    torch.testing.assert_close(together, alone, rtol=1e-12, atol=1e-12)
+    weight = torch.randn_like(together)
+    params = [p for r in rnns for p in r.parameters()]
+    for g, r in zip(torch.autograd.grad((together * weight).sum(), [u, *params]),
+                    torch.autograd.grad((alone * weight).sum(), [u, *params])):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_meld_text_only_has_no_recurrence_and_runs():
+    from dataclasses import replace
+    model = build_model(replace(small(MELD), modalities=("text",)))
+    assert len(model.context) == 0
+    feats, speaker, mask = random_batch(2, 4, [4, 2])
+    assert model({"text": feats["text"]}, speaker, mask).logits.shape == (2, 4, 7)
 
 
 def test_reverse_within_length_is_an_involution():

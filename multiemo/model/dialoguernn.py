@@ -14,17 +14,23 @@ This is the released computation reorganised for speed, with the same parameters
 the released cell runs GRU_p for every party and then keeps only the speaker's row, runs every
 padded step, and re-attends over the whole history at each step. Here GRU_p runs for the speaker
 alone; dialogues are sorted by length so that step t only touches the dialogues still running
-(padding costs nothing and cannot leak into real utterances); and the attention pool of step 3 is
-kept as a running (online) softmax, O(1) per step instead of O(t). ``tests/test_model.py`` holds
-this against a literal step-by-step implementation of the released cell.
+(padding costs nothing and cannot leak into real utterances); the attention pool of step 3 is
+kept as a running (online) softmax, O(1) per step instead of O(t); and all the DialogueRNNs of a
+model (one per modality and direction, each with its own parameters) step in lockstep as one
+batched recurrence (:func:`run_lockstep`), so each step is a few batched matrix products instead
+of many small ones. ``tests/test_model.py`` holds this against a literal step-by-step
+implementation of the released cell, values and gradients.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
-__all__ = ["DialogueRNN", "ContextEncoder", "reverse_within_length"]
+__all__ = ["DialogueRNN", "ContextEncoder", "run_lockstep", "encode_contexts", "reverse_within_length"]
 
 
 class DialogueRNN(nn.Module):
@@ -47,7 +53,7 @@ class DialogueRNN(nn.Module):
     def forward(self, u: Tensor, speaker: Tensor, lengths: Tensor) -> Tensor:
         """Emotion states of every utterance.
 
-        Shapes: B dialogues, U utterances (padded), D = dim, P parties.
+        Shapes: B dialogues, U utterances (padded), D = dim.
 
         Args:
             u: ``(B, U, D)`` utterance vectors.
@@ -57,52 +63,97 @@ class DialogueRNN(nn.Module):
         Returns:
             ``(B, U, D)`` emotion states e_t; zeros at padded positions.
         """
-        B, U, D = u.shape
-        num_parties = int(speaker.max().item()) + 1
-        order = torch.argsort(lengths, descending=True, stable=True)
-        u, speaker = u[order], speaker[order]
-        # active[t]: number of dialogues (a prefix, after sorting) that have an utterance t
-        active = (lengths[order][None, :] > torch.arange(U, device=u.device)[:, None]).sum(1).tolist()
+        return run_lockstep([self], u[None], speaker[None], lengths)[0]
 
-        # one tensor per step: slicing (B, U, D) inside the loop would make every step's backward
-        # write a gradient the size of the whole batch
-        u_steps = u.unbind(dim=1)  # U × (B, D)
-        q = u.new_zeros(B, num_parties, D)  # party states
-        g = u.new_zeros(B, D)  # previous global state
-        e = u.new_zeros(B, D)  # previous emotion state
-        pool_num = u.new_zeros(B, D)  # Σ exp(a_s - m) g_s over past global states
-        pool_den = u.new_zeros(B, 1)  # Σ exp(a_s - m)
-        pool_max = u.new_full((B, 1), float("-inf"))  # m, the running max score
-        outputs = []
-        for t in range(U):
-            k = active[t]
-            if k == 0:
-                break
-            # dialogues that ended drop out of every state: they are never read again
-            q, g, e = q[:k], g[:k], e[:k]
-            pool_num, pool_den, pool_max = pool_num[:k], pool_den[:k], pool_max[:k]
-            u_t, s_t = u_steps[t][:k], speaker[:k, t]  # (k, D), (k,)
-            rows = torch.arange(k, device=u.device)
-            q_s = q[rows, s_t]  # (k, D) speaker's party state q_{s,t-1}
-            g = self.dropout(self.g_cell(torch.cat([u_t, q_s], dim=1), g))  # (k, D)
-            if t == 0:
-                c = torch.zeros_like(g)
-            else:
-                c = pool_num / pool_den  # (k, D) attention pool over g_1..g_{t-1}
-            q_new = self.dropout(self.p_cell(torch.cat([u_t, c], dim=1), q_s))  # (k, D)
-            q = q.index_put((rows, s_t), q_new)  # (k, P, D) the speaker's state replaced
-            e = self.dropout(self.e_cell(q_new, e))  # (k, D)
-            outputs.append(nn.functional.pad(e, (0, 0, 0, B - k)))  # (B, D)
-            # fold g_t into the running softmax for the steps after t
-            score = self.attention(g)  # (k, 1)
-            new_max = torch.maximum(pool_max, score)
-            keep, add = torch.exp(pool_max - new_max), torch.exp(score - new_max)
-            pool_num = pool_num * keep + add * g
-            pool_den = pool_den * keep + add
-            pool_max = new_max
-        out = torch.stack(outputs, dim=1)  # (B, T, D) with T = max length
-        out = nn.functional.pad(out, (0, 0, 0, U - out.shape[1]))  # (B, U, D)
-        return out[torch.argsort(order)]  # back to the caller's order
+
+def run_lockstep(rnns: Sequence[DialogueRNN], u: Tensor, speaker: Tensor, lengths: Tensor) -> Tensor:
+    """Run R DialogueRNNs (own parameters, same batch of dialogues) side by side in one loop.
+
+    Shapes: R recurrences, B dialogues, U utterances (padded), D model dim, P parties.
+
+    Args:
+        rnns: the R DialogueRNNs (same ``dim`` and ``dropout_rec``).
+        u: ``(R, B, U, D)`` utterance vectors, one sequence per recurrence.
+        speaker: ``(R, B, U)`` long party indices (a backward recurrence reads them reversed).
+        lengths: ``(B,)`` true dialogue lengths, shared by all.
+
+    Returns:
+        ``(R, B, U, D)`` emotion states; zeros at padded positions.
+    """
+    R, B, U, D = u.shape
+    p_drop, training = rnns[0].dropout.p, rnns[0].training
+    if any(r.dropout.p != p_drop or r.dim != D for r in rnns):
+        raise ValueError("run_lockstep needs DialogueRNNs of one size and one dropout_rec")
+    drop = (lambda x: F.dropout(x, p_drop, training)) if p_drop > 0 else (lambda x: x)
+    num_parties = int(speaker.max().item()) + 1
+    order = torch.argsort(lengths, descending=True, stable=True)
+    u, speaker = u[:, order], speaker[:, order]
+    # active[t]: number of dialogues (a prefix, after sorting) that have an utterance t
+    active = (lengths[order][None, :] > torch.arange(U, device=u.device)[:, None]).sum(1).tolist()
+
+    def stacked(get) -> Tensor:  # one (R, ...) tensor of a parameter of every recurrence
+        return torch.stack([get(r) for r in rnns])
+
+    cells = {}
+    for name in ("g_cell", "p_cell", "e_cell"):
+        cells[name] = (stacked(lambda r: getattr(r, name).weight_ih).transpose(1, 2),  # (R, in, 3D)
+                       stacked(lambda r: getattr(r, name).bias_ih).unsqueeze(1),  # (R, 1, 3D)
+                       stacked(lambda r: getattr(r, name).weight_hh).transpose(1, 2),  # (R, D, 3D)
+                       stacked(lambda r: getattr(r, name).bias_hh).unsqueeze(1))  # (R, 1, 3D)
+    score_w = stacked(lambda r: r.attention.weight).transpose(1, 2)  # (R, D, 1)
+
+    # one tensor per step: slicing (R, B, U, D) inside the loop would make every step's backward
+    # write a gradient the size of the whole batch
+    u_steps = u.unbind(dim=2)  # U × (R, B, D)
+    q = u.new_zeros(R, B, num_parties, D)  # party states
+    g = u.new_zeros(R, B, D)  # previous global state
+    e = u.new_zeros(R, B, D)  # previous emotion state
+    pool_num = u.new_zeros(R, B, D)  # Σ exp(a_s - m) g_s over past global states
+    pool_den = u.new_zeros(R, B, 1)  # Σ exp(a_s - m)
+    pool_max = u.new_full((R, B, 1), float("-inf"))  # m, the running max score
+    which = torch.arange(R, device=u.device)[:, None]  # (R, 1)
+    outputs = []
+    for t in range(U):
+        k = active[t]
+        if k == 0:
+            break
+        # dialogues that ended drop out of every state: they are never read again
+        q, g, e = q[:, :k], g[:, :k], e[:, :k]
+        pool_num, pool_den, pool_max = pool_num[:, :k], pool_den[:, :k], pool_max[:, :k]
+        u_t, s_t = u_steps[t][:, :k], speaker[:, :k, t]  # (R, k, D), (R, k)
+        rows = torch.arange(k, device=u.device)[None, :]  # (1, k)
+        q_s = q[which, rows, s_t]  # (R, k, D) speaker's party state q_{s,t-1}
+        g = drop(_gru(torch.cat([u_t, q_s], dim=-1), g, *cells["g_cell"]))  # (R, k, D)
+        c = torch.zeros_like(g) if t == 0 else pool_num / pool_den  # (R, k, D) pool over g_1..g_{t-1}
+        q_new = drop(_gru(torch.cat([u_t, c], dim=-1), q_s, *cells["p_cell"]))  # (R, k, D)
+        q = q.index_put((which, rows, s_t), q_new)  # (R, k, P, D) the speaker's state replaced
+        e = drop(_gru(q_new, e, *cells["e_cell"]))  # (R, k, D)
+        outputs.append(F.pad(e, (0, 0, 0, B - k)))  # (R, B, D)
+        # fold g_t into the running softmax for the steps after t
+        score = torch.bmm(g, score_w)  # (R, k, 1)
+        new_max = torch.maximum(pool_max, score)
+        keep, add = torch.exp(pool_max - new_max), torch.exp(score - new_max)
+        pool_num = pool_num * keep + add * g
+        pool_den = pool_den * keep + add
+        pool_max = new_max
+    out = torch.stack(outputs, dim=2)  # (R, B, T, D) with T = max length
+    out = F.pad(out, (0, 0, 0, U - out.shape[2]))  # (R, B, U, D)
+    return out[:, torch.argsort(order)]  # back to the caller's order
+
+
+def _gru(x: Tensor, h: Tensor, w_ih: Tensor, b_ih: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
+    """R GRU cells at once, the arithmetic of ``torch.nn.GRUCell`` (gate order r, z, n).
+
+    ``x`` ``(R, k, in)``, ``h`` ``(R, k, D)``, weights stacked and transposed → ``(R, k, D)``.
+    """
+    gates_i = torch.baddbmm(b_ih, x, w_ih)  # (R, k, 3D)
+    gates_h = torch.baddbmm(b_hh, h, w_hh)  # (R, k, 3D)
+    i_r, i_z, i_n = gates_i.chunk(3, dim=-1)
+    h_r, h_z, h_n = gates_h.chunk(3, dim=-1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return n + z * (h - n)  # (1 - z) n + z h
 
 
 def reverse_within_length(x: Tensor, lengths: Tensor) -> Tensor:
@@ -141,13 +192,48 @@ class ContextEncoder(nn.Module):
         self.dropout_rec = nn.Dropout(dropout_rec)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, u: Tensor, speaker: Tensor, lengths: Tensor) -> Tensor:
-        """``u`` ``(B, U, D)``, ``speaker`` ``(B, U)`` party indices, ``lengths`` ``(B,)`` → ``(B, U, D)``."""
-        e_fwd = self.dropout_rec(self.forward_rnn(u, speaker, lengths))  # (B, U, D)
+    def directions(self, u: Tensor, speaker: Tensor, lengths: Tensor) -> list[tuple[DialogueRNN, Tensor, Tensor]]:
+        """The recurrences to run: (DialogueRNN, its input ``(B, U, D)``, its speakers ``(B, U)``)."""
+        runs = [(self.forward_rnn, u, speaker)]
+        if self.backward_rnn is not None:
+            runs.append((self.backward_rnn, reverse_within_length(u, lengths),
+                         reverse_within_length(speaker, lengths)))
+        return runs
+
+    def combine(self, states: list[Tensor], lengths: Tensor) -> Tensor:
+        """The output layer over the emotion states of :meth:`directions`' recurrences → ``(B, U, D)``."""
+        e_fwd = self.dropout_rec(states[0])  # (B, U, D)
         if self.backward_rnn is None:
             return torch.relu(self.dropout(e_fwd))
-        e_bwd = self.backward_rnn(reverse_within_length(u, lengths),
-                                  reverse_within_length(speaker, lengths), lengths)
-        e_bwd = self.dropout_rec(reverse_within_length(e_bwd, lengths))  # (B, U, D)
+        e_bwd = self.dropout_rec(reverse_within_length(states[1], lengths))  # (B, U, D)
         assert self.linear is not None
         return torch.relu(self.dropout(self.linear(torch.cat([e_fwd, e_bwd], dim=-1))))  # (B, U, D)
+
+    def forward(self, u: Tensor, speaker: Tensor, lengths: Tensor) -> Tensor:
+        """``u`` ``(B, U, D)``, ``speaker`` ``(B, U)`` party indices, ``lengths`` ``(B,)`` → ``(B, U, D)``."""
+        return encode_contexts({"x": self}, {"x": u}, speaker, lengths)["x"]
+
+
+def encode_contexts(encoders: dict[str, ContextEncoder], inputs: dict[str, Tensor], speaker: Tensor,
+                    lengths: Tensor) -> dict[str, Tensor]:
+    """Run several context encoders (one per modality) with all their recurrences in lockstep.
+
+    Args:
+        encoders: name → encoder.
+        inputs: name → ``(B, U, D)`` utterance vectors.
+        speaker: ``(B, U)`` party indices, shared.
+        lengths: ``(B,)`` true dialogue lengths.
+
+    Returns:
+        name → ``(B, U, D)`` context-encoded sequence.
+    """
+    runs = {name: enc.directions(inputs[name], speaker, lengths) for name, enc in encoders.items()}
+    flat = [run for name in encoders for run in runs[name]]
+    states = run_lockstep([r for r, _, _ in flat], torch.stack([x for _, x, _ in flat]),
+                          torch.stack([s for _, _, s in flat]), lengths).unbind(0)  # R × (B, U, D)
+    out, i = {}, 0
+    for name, enc in encoders.items():
+        n = len(runs[name])
+        out[name] = enc.combine(list(states[i:i + n]), lengths)
+        i += n
+    return out

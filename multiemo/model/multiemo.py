@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from multiemo.config import ModelConfig
 from multiemo.model.classifier import EmotionClassifier
-from multiemo.model.dialoguernn import ContextEncoder
+from multiemo.model.dialoguernn import ContextEncoder, encode_contexts
 from multiemo.model.attention import Packing
 from multiemo.model.multiattn import MultiAttn
 
@@ -85,12 +85,11 @@ class MultiEMO(nn.Module):
         lengths = mask.sum(dim=1)  # (B,)
         speaker = speaker_mask.argmax(dim=-1) * mask  # (B, U) party index, 0 at padding
         packing = Packing(mask)
-        unimodal = {}
-        for m in self.modalities:
-            x = self.projections[m](packing.pack(features[m]))  # (N, D), real utterances only
-            if m in self.context:
-                x = packing.pack(self.context[m](packing.pad(x), speaker, lengths))  # (N, D)
-            unimodal[m] = x
+        unimodal = {m: self.projections[m](packing.pack(features[m])) for m in self.modalities}  # (N, D) each
+        if self.context:  # every modality's DialogueRNNs (and both directions) step together
+            contexts = encode_contexts(dict(self.context), {m: packing.pad(unimodal[m]) for m in self.context},
+                                       speaker, lengths)  # (B, U, D) each
+            unimodal.update({m: packing.pack(x) for m, x in contexts.items()})
         key_masks = {m: mask & present[m] if present is not None and m in present else mask
                      for m in self.modalities}
         fused = self.fusion(unimodal, key_masks, packing) if self.fusion is not None else unimodal
