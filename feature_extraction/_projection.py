@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from multiemo.data.corpus import Corpus
+from multiemo.data.atomic import atomic_path
 from multiemo.data.store import FeatureStore, write_store
 
 __all__ = ["fit_projection", "apply_projection", "project_store", "load_projection",
@@ -100,10 +101,9 @@ def project_store(raw: str | Path, out: str | Path, corpus: Corpus, dim: int, *,
               "fit_split": fit_split, "fit_rows": int(rows.sum()), "raw_store": raw.name,
               "params": projection_path(out).name, "explained_variance": round(variance, 6)}
     params_file = projection_path(out)
-    tmp = params_file.with_name("." + params_file.name + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in params.items()}, str(tmp),
-              metadata={"format": "multiemo-projection", "info": json.dumps(record)})
-    tmp.replace(params_file)
+    with atomic_path(params_file) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in params.items()}, tmp,
+                  metadata={"format": "multiemo-projection", "info": json.dumps(record)})
     info = dict(store.info)
     for key in ("dim", "num_items", "num_present", "library_versions", "created_at"):
         info.pop(key, None)

@@ -61,6 +61,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 import torch
 
+from multiemo.config import resolve_device
 from multiemo.data.corpus import Corpus, Utterance, atomic_write_text
 from multiemo.data.store import FeatureStore, write_store
 
@@ -148,13 +149,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= k < n:
         raise ValueError(f"shard {text!r}: expected K/N with 0 <= K < N (shards count from 0)")
     return k, n
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` → CUDA when present, else CPU; anything else as torch reads it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def work_dir(out: str | Path) -> Path:

@@ -38,7 +38,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 import yaml
 
 __all__ = ["ConfigError", "build", "load", "to_dict", "dump_yaml", "parse_overrides", "Config",
-           "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RuntimeConfig", "MODALITIES"]
+           "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RuntimeConfig", "MODALITIES",
+           "resolve_device"]
 
 T = TypeVar("T")
 
@@ -222,6 +223,22 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+def resolve_device(name: str = "auto"):
+    """``runtime.device`` as a ``torch.device``: ``auto`` is CUDA when present, else CPU.
+
+    Raises:
+        ConfigError: CUDA asked for where there is none.
+    """
+    import torch  # the config itself needs no torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but CUDA is not available here")
+    return device
 
 
 # --------------------------------------------------------------------------------------------

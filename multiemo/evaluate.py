@@ -12,10 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from multiemo.config import Config, ConfigError, load
+from multiemo.config import Config, ConfigError, load, resolve_device
 from multiemo.data.dataset import DataError
 from multiemo.model import build_model
-from multiemo.train import load_checkpoint, prepare_data, resolve_device, score_and_report
+from multiemo.train import load_checkpoint, prepare_data, score_and_report
 
 __all__ = ["evaluate_run", "main"]
 

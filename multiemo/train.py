@@ -23,16 +23,15 @@ import dataclasses
 import io
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from multiemo.config import Config, ConfigError, dump_yaml, load, to_dict
-from multiemo.data.corpus import Corpus, atomic_write_text
+from multiemo.config import Config, ConfigError, dump_yaml, load, resolve_device, to_dict
+from multiemo.data.atomic import atomic_path, atomic_write_text
+from multiemo.data.corpus import Corpus
 from multiemo.data.dataset import (Batch, DataError, DialogueDataset, collate, open_stores,
                                    split_dialogues)
 from multiemo.losses import MultiEMOLoss, build_loss
@@ -74,15 +73,6 @@ def loader(dataset: DialogueDataset, batch_size: int, shuffle_seed: int | None =
     generator = torch.Generator().manual_seed(shuffle_seed) if shuffle_seed is not None else None
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None,
                                        generator=generator, collate_fn=collate)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"runtime.device={name} but CUDA is not available here")
-    return device
 
 
 # -- one pass ---------------------------------------------------------------------------------
@@ -168,15 +158,8 @@ def score_and_report(run_dir: Path, cfg: Config, model: MultiEMO, data: Prepared
 
 def save_checkpoint(state: dict, path: Path) -> None:
     """``torch.save`` to a temporary file and rename: a kill never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -31,12 +31,12 @@ True
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+from multiemo.data.atomic import atomic_write_text
 
 __all__ = ["Utterance", "Dialogue", "Corpus", "CorpusError", "MELD_LABELS", "IEMOCAP_LABELS",
            "SPLITS", "atomic_write_text"]
@@ -220,19 +220,3 @@ class Corpus:
 
 def _span(value: Any) -> tuple[float, float] | None:
     return None if value is None else (float(value[0]), float(value[1]))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file so that a reader never sees it half written (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import platform
-import tempfile
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -41,6 +39,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
+
+from multiemo.data.atomic import atomic_path
 
 __all__ = ["FeatureStore", "StoreError", "write_store", "library_versions", "FORMAT", "FORMAT_VERSION"]
 
@@ -110,16 +110,9 @@ def write_store(path: str | Path, ids: Sequence[str], features: np.ndarray,
     meta.setdefault("created_at", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
               "ids": json.dumps(ids, ensure_ascii=False), "info": json.dumps(meta, ensure_ascii=False)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file({"features": np.ascontiguousarray(features),
                    "present": present_arr.astype(np.uint8)}, tmp, metadata=header)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class FeatureStore:
