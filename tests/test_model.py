@@ -97,6 +97,69 @@ def test_recurrences_in_lockstep_equal_each_run_alone():
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
 
 
+def test_dialoguernn_backward_with_recurrent_dropout_matches_finite_differences():
+    """The hand-written backward pass, checked against finite differences with dropout_rec on
+    (the same dropout masks on every evaluation) and two recurrences in lockstep."""
+    B, U, D = 3, 4, 3
+    rnns = [DialogueRNN(D, dropout_rec=0.3).double() for _ in range(2)]
+    lengths = torch.tensor([4, 2, 3])
+    mask = torch.arange(U)[None] < lengths[:, None]
+    speaker = torch.randint(0, 3, (2, B, U), generator=torch.Generator().manual_seed(0)) * mask
+    u = torch.randn(2, B, U, D, dtype=torch.float64, requires_grad=True)
+    params = [p for r in rnns for p in r.parameters()]
+
+    def run(u, *params):
+        torch.manual_seed(7)  # same masks every call
+        return run_lockstep(rnns, u, speaker, lengths) * mask[..., None]
+
+    out = run(u, *params)
+    for r in rnns:
+        r.eval()
+    assert not torch.allclose(out, run(u, *params))  # dropout is on in training mode only
+    for r in rnns:
+        r.train()
+    assert torch.autograd.gradcheck(run, (u, *params), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_attention_matches_torch_multihead_attention_per_dialogue():
+    """Our packed, masked cross-attention against ``torch.nn.MultiheadAttention`` run on each
+    dialogue alone with a key padding mask: values and gradients."""
+    from multiemo.model.attention import MultiHeadAttention, Packing
+
+    torch.manual_seed(0)
+    D, H = 8, 2
+    ours = MultiHeadAttention(D, H).double()
+    ref = nn.MultiheadAttention(D, H, batch_first=True).double()
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
+        ref.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+        ref.out_proj.weight.copy_(ours.out_proj.weight)
+        ref.out_proj.bias.copy_(ours.out_proj.bias)
+    lengths = [4, 1, 3]
+    mask = torch.arange(4)[None] < torch.tensor(lengths)[:, None]
+    keys = mask.clone()
+    keys[0, 1] = False  # an absent key vector
+    packing = Packing(mask)
+    query = torch.randn(sum(lengths), D, dtype=torch.float64, requires_grad=True)
+    key_value = torch.randn(sum(lengths), D, dtype=torch.float64, requires_grad=True)
+    out = ours(query, key_value, packing.keys(keys, H), packing)
+    expected, start = [], 0
+    for b, n in enumerate(lengths):
+        q, kv = query[start:start + n][None], key_value[start:start + n][None]
+        expected.append(ref(q, kv, kv, key_padding_mask=~keys[b, :n][None], need_weights=False)[0][0])
+        start += n
+    expected = torch.cat(expected)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    weight = torch.randn_like(out)
+    ours_grads = torch.autograd.grad((out * weight).sum(), [query, key_value, *ours.parameters()])
+    ref_grads = torch.autograd.grad((expected * weight).sum(), [query, key_value, *ref.parameters()])
+    torch.testing.assert_close(ours_grads[0], ref_grads[0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ours_grads[1], ref_grads[1], rtol=1e-10, atol=1e-10)
+    in_proj = torch.cat([ours_grads[2], ours_grads[4], ours_grads[6]])  # q, k, v weights
+    torch.testing.assert_close(in_proj, ref_grads[2], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ours_grads[8], ref_grads[4], rtol=1e-10, atol=1e-10)  # out_proj weight
+
+
 def test_meld_text_only_has_no_recurrence_and_runs():
     from dataclasses import replace
     model = build_model(replace(small(MELD), modalities=("text",)))

@@ -12,11 +12,12 @@ for the attention product itself. On MELD-shaped batches this skips well over ha
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-__all__ = ["Packing", "MultiHeadAttention", "FeedForward", "MultiAttnLayer"]
+__all__ = ["Packing", "AttentionKeys", "MultiHeadAttention", "FeedForward", "MultiAttnLayer"]
 
 
 class Packing:
@@ -39,7 +40,39 @@ class Packing:
     def pad(self, x: Tensor) -> Tensor:
         """``(N, ...)`` → ``(B, U, ...)`` with zeros at padding."""
         out = x.new_zeros(self.shape[0] * self.shape[1], *x.shape[1:])
-        return out.index_copy(0, self.index, x).view(*self.shape, *x.shape[1:])
+        return out.index_copy_(0, self.index, x).view(*self.shape, *x.shape[1:])  # in place: no clone
+
+    def pad_heads(self, x: Tensor, heads: int) -> Tensor:
+        """``(N, heads·d)`` → ``(heads·B, U, d)``, head-major, zeros at padding (ready for ``bmm``)."""
+        N, d = x.shape[0], x.shape[1] // heads
+        B, U = self.shape
+        out = x.new_zeros(heads, B * U, d)
+        return out.index_copy_(1, self.index, x.view(N, heads, d).transpose(0, 1)).view(heads * B, U, d)
+
+    def pack_heads(self, x: Tensor) -> Tensor:
+        """``(heads·B, U, d)`` → ``(N, heads·d)``, the inverse of :meth:`pad_heads`."""
+        B, U = self.shape
+        x = x.reshape(-1, B * U, x.shape[-1]).index_select(1, self.index)  # (heads, N, d)
+        return x.transpose(0, 1).reshape(x.shape[1], -1)
+
+    def keys(self, key_mask: Tensor, heads: int) -> "AttentionKeys":
+        """What every attention over keys ``key_mask`` ``(B, U)`` (True = may be attended) needs."""
+        B, U = self.shape
+        any_key = key_mask.any(dim=1)  # (B,)
+        # a dialogue without any attendable key would give softmax over nothing (NaN):
+        # it attends to everything and its outputs are zeroed
+        safe = key_mask | ~any_key[:, None]  # (B, U)
+        bias = torch.zeros(B, U, device=key_mask.device).masked_fill_(~safe, float("-inf"))
+        bias = bias[None, :, None, :].expand(heads, B, 1, U).reshape(heads * B, 1, U)
+        rows = None if bool(any_key.all()) else self.pack(any_key[:, None].expand(B, U))[:, None].float()
+        return AttentionKeys(bias, rows)
+
+
+class AttentionKeys(NamedTuple):
+    """The key mask of one modality in the form attention uses it, made once per batch."""
+
+    bias: Tensor  # (H·B, 1, U): 0 where a key may be attended, -inf elsewhere
+    rows: Tensor | None  # (N, 1): 0 for queries of a dialogue with no key, 1 elsewhere; None if all have one
 
 
 class MultiHeadAttention(nn.Module):
@@ -63,7 +96,7 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
 
-    def forward(self, query: Tensor, key_value: Tensor, key_mask: Tensor, packing: Packing) -> Tensor:
+    def forward(self, query: Tensor, key_value: Tensor, keys: AttentionKeys, packing: Packing) -> Tensor:
         """Attend from every query utterance to the unmasked utterances of the same dialogue.
 
         Shapes: N real utterances, B dialogues, U utterances, D model dim, H heads, d = D / H.
@@ -71,24 +104,20 @@ class MultiHeadAttention(nn.Module):
         Args:
             query: ``(N, D)`` packed.
             key_value: ``(N, D)`` packed, the other modality.
-            key_mask: ``(B, U)`` bool, True where a key may be attended to.
+            keys: the other modality's key mask (:meth:`Packing.keys`).
             packing: the batch's layout.
 
         Returns:
             ``(N, D)`` packed; a dialogue with no attendable key gets zeros.
         """
-        B, U = packing.shape
-        N, D = query.shape
         H = self.num_heads
-        heads = lambda x: packing.pad(x).view(B, U, H, D // H).transpose(1, 2)  # (N, D) -> (B, H, U, d)
-        q, k, v = heads(self.q_proj(query)), heads(self.k_proj(key_value)), heads(self.v_proj(key_value))
-        any_key = key_mask.any(dim=1)  # (B,)
-        # a dialogue without any attendable key would give softmax over nothing (NaN):
-        # let it attend to everything and zero its output below
-        safe_mask = key_mask | ~any_key[:, None]  # (B, U)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe_mask[:, None, None, :])  # (B, H, U, d)
-        out = out * any_key[:, None, None, None].to(out.dtype)
-        out = packing.pack(out.transpose(1, 2).reshape(B, U, D))  # (N, D)
+        d = query.shape[1] // H
+        q, k, v = (packing.pad_heads(proj(x), H) for proj, x in
+                   ((self.q_proj, query), (self.k_proj, key_value), (self.v_proj, key_value)))  # (H·B, U, d)
+        scores = torch.baddbmm(keys.bias.to(q.dtype), q, k.transpose(1, 2), alpha=d ** -0.5)  # (H·B, U, U), Eq. 3
+        out = packing.pack_heads(torch.bmm(torch.softmax(scores, dim=-1), v))  # (N, D)
+        if keys.rows is not None:
+            out = out * keys.rows.to(out.dtype)
         return self.out_proj(out)  # (N, D)
 
 
@@ -131,8 +160,8 @@ class MultiAttnLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, others: list[Tensor], key_masks: list[Tensor], packing: Packing) -> Tensor:
-        """``x`` ``(N, D)`` packed; ``others[i]`` ``(N, D)`` with ``key_masks[i]`` ``(B, U)`` → ``(N, D)``."""
-        for attend, norm, other, mask in zip(self.cross, self.cross_norms, others, key_masks):
+    def forward(self, x: Tensor, others: list[Tensor], keys: list[AttentionKeys], packing: Packing) -> Tensor:
+        """``x`` ``(N, D)`` packed; ``others[i]`` ``(N, D)`` with key mask ``keys[i]`` → ``(N, D)``."""
+        for attend, norm, other, mask in zip(self.cross, self.cross_norms, others, keys):
             x = norm(x + self.dropout(attend(x, other, mask, packing)))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))

@@ -15,11 +15,13 @@ the released cell runs GRU_p for every party and then keeps only the speaker's r
 padded step, and re-attends over the whole history at each step. Here GRU_p runs for the speaker
 alone; dialogues are sorted by length so that step t only touches the dialogues still running
 (padding costs nothing and cannot leak into real utterances); the attention pool of step 3 is
-kept as a running (online) softmax, O(1) per step instead of O(t); and all the DialogueRNNs of a
+kept as a running (online) softmax, O(1) per step instead of O(t); all the DialogueRNNs of a
 model (one per modality and direction, each with its own parameters) step in lockstep as one
-batched recurrence (:func:`run_lockstep`), so each step is a few batched matrix products instead
-of many small ones. ``tests/test_model.py`` holds this against a literal step-by-step
-implementation of the released cell, values and gradients.
+batched recurrence (:func:`run_lockstep`); and the recurrence has a hand-written backward pass
+(:class:`_Recurrence`) that computes the input halves of the gates and every weight gradient as
+one large product over all utterances instead of one small product per step.
+``tests/test_model.py`` holds this against a literal step-by-step implementation of the released
+cell (values and gradients) and against finite differences with recurrent dropout on.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 __all__ = ["DialogueRNN", "ContextEncoder", "run_lockstep", "encode_contexts", "reverse_within_length"]
 
@@ -84,76 +85,248 @@ def run_lockstep(rnns: Sequence[DialogueRNN], u: Tensor, speaker: Tensor, length
     p_drop, training = rnns[0].dropout.p, rnns[0].training
     if any(r.dropout.p != p_drop or r.dim != D for r in rnns):
         raise ValueError("run_lockstep needs DialogueRNNs of one size and one dropout_rec")
-    drop = (lambda x: F.dropout(x, p_drop, training)) if p_drop > 0 else (lambda x: x)
-    num_parties = int(speaker.max().item()) + 1
-    order = torch.argsort(lengths, descending=True, stable=True)
-    u, speaker = u[:, order], speaker[:, order]
-    # active[t]: number of dialogues (a prefix, after sorting) that have an utterance t
-    active = (lengths[order][None, :] > torch.arange(U, device=u.device)[:, None]).sum(1).tolist()
-
-    def stacked(get) -> Tensor:  # one (R, ...) tensor of a parameter of every recurrence
-        return torch.stack([get(r) for r in rnns])
-
-    cells = {}
-    for name in ("g_cell", "p_cell", "e_cell"):
-        cells[name] = (stacked(lambda r: getattr(r, name).weight_ih).transpose(1, 2),  # (R, in, 3D)
-                       stacked(lambda r: getattr(r, name).bias_ih).unsqueeze(1),  # (R, 1, 3D)
-                       stacked(lambda r: getattr(r, name).weight_hh).transpose(1, 2),  # (R, D, 3D)
-                       stacked(lambda r: getattr(r, name).bias_hh).unsqueeze(1))  # (R, 1, 3D)
-    score_w = stacked(lambda r: r.attention.weight).transpose(1, 2)  # (R, D, 1)
-
-    # one tensor per step: slicing (R, B, U, D) inside the loop would make every step's backward
-    # write a gradient the size of the whole batch
-    u_steps = u.unbind(dim=2)  # U × (R, B, D)
-    q = u.new_zeros(R, B, num_parties, D)  # party states
-    g = u.new_zeros(R, B, D)  # previous global state
-    e = u.new_zeros(R, B, D)  # previous emotion state
-    pool_num = u.new_zeros(R, B, D)  # Σ exp(a_s - m) g_s over past global states
-    pool_den = u.new_zeros(R, B, 1)  # Σ exp(a_s - m)
-    pool_max = u.new_full((R, B, 1), float("-inf"))  # m, the running max score
-    which = torch.arange(R, device=u.device)[:, None]  # (R, 1)
-    outputs = []
-    for t in range(U):
-        k = active[t]
-        if k == 0:
-            break
-        # dialogues that ended drop out of every state: they are never read again
-        q, g, e = q[:, :k], g[:, :k], e[:, :k]
-        pool_num, pool_den, pool_max = pool_num[:, :k], pool_den[:, :k], pool_max[:, :k]
-        u_t, s_t = u_steps[t][:, :k], speaker[:, :k, t]  # (R, k, D), (R, k)
-        rows = torch.arange(k, device=u.device)[None, :]  # (1, k)
-        q_s = q[which, rows, s_t]  # (R, k, D) speaker's party state q_{s,t-1}
-        g = drop(_gru(torch.cat([u_t, q_s], dim=-1), g, *cells["g_cell"]))  # (R, k, D)
-        c = torch.zeros_like(g) if t == 0 else pool_num / pool_den  # (R, k, D) pool over g_1..g_{t-1}
-        q_new = drop(_gru(torch.cat([u_t, c], dim=-1), q_s, *cells["p_cell"]))  # (R, k, D)
-        q = q.index_put((which, rows, s_t), q_new)  # (R, k, P, D) the speaker's state replaced
-        e = drop(_gru(q_new, e, *cells["e_cell"]))  # (R, k, D)
-        outputs.append(F.pad(e, (0, 0, 0, B - k)))  # (R, B, D)
-        # fold g_t into the running softmax for the steps after t
-        score = torch.bmm(g, score_w)  # (R, k, 1)
-        new_max = torch.maximum(pool_max, score)
-        keep, add = torch.exp(pool_max - new_max), torch.exp(score - new_max)
-        pool_num = pool_num * keep + add * g
-        pool_den = pool_den * keep + add
-        pool_max = new_max
-    out = torch.stack(outputs, dim=2)  # (R, B, T, D) with T = max length
-    out = F.pad(out, (0, 0, 0, U - out.shape[2]))  # (R, B, U, D)
-    return out[:, torch.argsort(order)]  # back to the caller's order
+    layout = _Layout(speaker, lengths)
+    params = [torch.stack([getattr(getattr(r, cell), name) for r in rnns])
+              for cell in ("g_cell", "p_cell", "e_cell") for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")]
+    score_w = torch.stack([r.attention.weight for r in rnns])  # (R, 1, D)
+    u_tm = u.reshape(R, B * U, D).index_select(1, layout.index)  # (R, N, D) time-major
+    e_tm = _Recurrence.apply(layout, p_drop if training else 0.0, u_tm, score_w, *params)  # (R, N, D)
+    out = e_tm.new_zeros(R, B * U, D).index_copy_(1, layout.index, e_tm)
+    return out.view(R, B, U, D)
 
 
-def _gru(x: Tensor, h: Tensor, w_ih: Tensor, b_ih: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
-    """R GRU cells at once, the arithmetic of ``torch.nn.GRUCell`` (gate order r, z, n).
+class _Layout:
+    """Where each real utterance sits in the *time-major* order the recurrence steps through.
 
-    ``x`` ``(R, k, in)``, ``h`` ``(R, k, D)``, weights stacked and transposed → ``(R, k, D)``.
+    Dialogues are sorted by length (longest first), so the dialogues still running at step t
+    are a prefix of ``active[t]`` of them; the rows of step t are ``offsets[t] : offsets[t] +
+    active[t]`` and, for t > 0, the same dialogues' rows of step t - 1 start at ``offsets[t-1]``.
     """
-    gates_i = torch.baddbmm(b_ih, x, w_ih)  # (R, k, 3D)
-    gates_h = torch.baddbmm(b_hh, h, w_hh)  # (R, k, 3D)
-    i_r, i_z, i_n = gates_i.chunk(3, dim=-1)
-    h_r, h_z, h_n = gates_h.chunk(3, dim=-1)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return n + z * (h - n)  # (1 - z) n + z h
+
+    def __init__(self, speaker: Tensor, lengths: Tensor) -> None:
+        R, B, U = speaker.shape
+        device = speaker.device
+        order = torch.argsort(lengths, descending=True, stable=True)  # (B,)
+        sorted_lengths = lengths[order]
+        T = int(sorted_lengths[0].item())
+        running = sorted_lengths[None, :] > torch.arange(T, device=device)[:, None]  # (T, B)
+        step, rank = running.nonzero(as_tuple=True)  # (N,) each, step-major
+        self.active = running.sum(1).tolist()  # T ints
+        self.offsets = [0]
+        for k in self.active:
+            self.offsets.append(self.offsets[-1] + k)
+        self.index = order[rank] * U + step  # (N,) flat (B·U) position of each time-major row
+        self.num_parties = int(speaker.max().item()) + 1
+        # each row's party-state slot, (sorted dialogue, speaker) flattened: (R, N)
+        self.seat = rank * self.num_parties + speaker.reshape(R, B * U).index_select(1, self.index)
+        self.batch = B
+        offsets = torch.tensor(self.offsets, device=device)
+        # row of the same dialogue one step earlier, -1 at its first step
+        self.previous = torch.where(step > 0, offsets[(step - 1).clamp(min=0)] + rank, -1)  # (N,)
+
+    def rows(self, t: int) -> slice:
+        return slice(self.offsets[t], self.offsets[t] + self.active[t])
+
+    def previous_rows(self, t: int) -> slice:
+        return slice(self.offsets[t - 1], self.offsets[t - 1] + self.active[t])
+
+
+def _gates(gi: Tensor, gh: Tensor, h: Tensor | None, out: Tensor) -> Tensor:
+    """One GRU update, the arithmetic of ``torch.nn.GRUCell`` (gate order r, z, n).
+
+    ``gi`` and ``gh`` ``(R, k, 3D)``: the input and hidden pre-activations (``gi`` is scratch and is
+    overwritten with r, z, n, which it returns for the backward pass); ``h`` ``(R, k, D)`` the
+    previous state (None: zeros). Writes the new state into ``out`` ``(R, k, D)``.
+    """
+    D = out.shape[-1]
+    rz = torch.sigmoid_(gi[..., :2 * D].add_(gh[..., :2 * D]))
+    r, z = rz[..., :D], rz[..., D:]
+    n = torch.tanh_(gi[..., 2 * D:].addcmul_(r, gh[..., 2 * D:]))
+    if h is None:
+        torch.addcmul(n, z, n, value=-1, out=out)  # (1 - z) n
+    else:
+        torch.lerp(n, h, z, out=out)  # (1 - z) n + z h
+    return gi
+
+
+def _gates_backward(dh: Tensor, h: Tensor | None, acts: Tensor, gh: Tensor, dgi: Tensor,
+                    dgh: Tensor) -> Tensor | None:
+    """Backward of :func:`_gates`: from the gradient ``dh`` of the new state, writes the gradients of
+    the input and hidden pre-activations into ``dgi`` and ``dgh`` ``(R, k, 3D)`` and returns the part
+    of the previous state's gradient that does not pass through ``W_hh`` (None if h is None)."""
+    D = dh.shape[-1]
+    r, z, n = acts[..., :D], acts[..., D:2 * D], acts[..., 2 * D:]
+    d_n = torch.ops.aten.tanh_backward.grad_input(torch.addcmul(dh, dh, z, value=-1), n,
+                                                  grad_input=dgi[..., 2 * D:])
+    torch.mul(d_n, gh[..., 2 * D:], out=dgi[..., :D])  # into r
+    if h is None:
+        torch.mul(dh, n, out=dgi[..., D:2 * D]).neg_()  # into z
+    else:
+        torch.mul(dh, h - n, out=dgi[..., D:2 * D])
+    torch.ops.aten.sigmoid_backward.grad_input(dgi[..., :2 * D], acts[..., :2 * D], grad_input=dgi[..., :2 * D])
+    dgh[..., :2 * D] = dgi[..., :2 * D]
+    torch.mul(d_n, r, out=dgh[..., 2 * D:])
+    return None if h is None else dh * z
+
+
+class _Recurrence(torch.autograd.Function):
+    """R DialogueRNN recurrences over time-major rows, with a hand-written backward pass.
+
+    Forward keeps every step's states and gate activations; backward walks the steps in reverse,
+    carrying the gradients of the global, party and emotion states and of the attention pool,
+    and leaves every weight gradient to one large product over all rows at the end (instead of
+    one small product per step). The attention pool's backward is carried as two running sums
+    rescaled by ``exp(l_{t-1} - l_t)`` ≤ 1 (l_t the log-sum-exp of the scores so far), so it
+    never overflows. States go straight into ``(R, N, ·)`` row buffers (this is memory-bound:
+    nothing is copied twice). ``tests/test_model.py`` holds values and gradients to the released
+    cell.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(ctx, layout: _Layout, p_drop: float, u: Tensor, score_w: Tensor,
+                w_ih_g, b_ih_g, w_hh_g, b_hh_g, w_ih_p, b_ih_p, w_hh_p, b_hh_p,
+                w_ih_e, b_ih_e, w_hh_e, b_hh_e) -> Tensor:
+        R, N, D = u.shape
+        B, P = layout.batch, layout.num_parties
+        masks = None
+        if p_drop > 0:  # dropout_rec on g, q and e, drawn once for every row
+            masks = [torch.empty_like(u).bernoulli_(1 - p_drop).div_(1 - p_drop) for _ in range(3)]
+        # the utterance halves of GRU_g's and GRU_p's input maps, for every row at once
+        gi_g = torch.baddbmm(b_ih_g.unsqueeze(1), u, w_ih_g[:, :, :D].transpose(1, 2))  # (R, N, 3D)
+        gi_p = torch.baddbmm(b_ih_p.unsqueeze(1), u, w_ih_p[:, :, :D].transpose(1, 2))  # (R, N, 3D)
+        w_gq, w_pc = w_ih_g[:, :, D:].transpose(1, 2), w_ih_p[:, :, D:].transpose(1, 2)  # (R, D, 3D)
+        w_gh, w_ph, w_eh = (w.transpose(1, 2) for w in (w_hh_g, w_hh_p, w_hh_e))  # (R, D, 3D)
+        w_ei = w_ih_e.transpose(1, 2)  # (R, D, 3D)
+        b_gh, b_ph, b_ei, b_eh = (b.unsqueeze(1) for b in (b_hh_g, b_hh_p, b_ih_e, b_hh_e))  # (R, 1, 3D)
+        party = u.new_zeros(R, B * P, D)  # q: every party's state, dialogues in sorted order
+        pool_num, pool_den = u.new_zeros(R, B, D), u.new_zeros(R, B, 1)
+        pool_max = u.new_full((R, B, 1), float("-inf"))
+        # every row's states and inputs, in time-major row order
+        G, Qs, Qn, E, C = (u.new_empty(R, N, D) for _ in range(5))
+        A, L = u.new_empty(R, N, 1), u.new_empty(R, N, 1)  # a_t = w·g_t, l_t = log Σ_{s≤t} exp(a_s)
+        acts = {cell: [] for cell in "gpe"}  # per step: r, z, n
+        hidden = {cell: [] for cell in "gpe"}  # per step: hidden pre-activations
+        for t in range(len(layout.active)):
+            k, rows = layout.active[t], layout.rows(t)
+            prev = None if t == 0 else layout.previous_rows(t)
+            seat = layout.seat[:, rows, None].expand(R, k, D)  # (R, k, D) the speaker's row in party
+            q_s = torch.gather(party, 1, seat, out=Qs[:, rows])  # the speaker's state q_{s,t-1}
+            # g_t = GRU_g([u_t ; q_s], g_{t-1})
+            g_prev = None if prev is None else G[:, prev]
+            gh = b_gh.expand(R, k, 3 * D) if prev is None else torch.baddbmm(b_gh, g_prev, w_gh)
+            acts["g"].append(_gates(torch.baddbmm(gi_g[:, rows], q_s, w_gq), gh, g_prev, G[:, rows]))
+            g = G[:, rows]
+            if masks is not None:
+                g.mul_(masks[0][:, rows])
+            # c_t: softmax-weighted pool of g_1 .. g_{t-1}, kept as running sums
+            c = C[:, rows]
+            if prev is None:
+                c.zero_()
+            else:
+                torch.div(pool_num[:, :k], pool_den[:, :k], out=c)
+            # q_{s,t} = GRU_p([u_t ; c_t], q_{s,t-1}); listeners keep theirs
+            gi = gi_p[:, rows] if prev is None else torch.baddbmm(gi_p[:, rows], c, w_pc)
+            ph = torch.baddbmm(b_ph, q_s, w_ph)
+            acts["p"].append(_gates(gi, ph, q_s, Qn[:, rows]))
+            q_new = Qn[:, rows]
+            if masks is not None:
+                q_new.mul_(masks[1][:, rows])
+            party.scatter_(1, seat, q_new)
+            # e_t = GRU_e(q_{s,t}, e_{t-1})
+            e_prev = None if prev is None else E[:, prev]
+            eh = b_eh.expand(R, k, 3 * D) if prev is None else torch.baddbmm(b_eh, e_prev, w_eh)
+            acts["e"].append(_gates(torch.baddbmm(b_ei, q_new, w_ei), eh, e_prev, E[:, rows]))
+            if masks is not None:
+                E[:, rows].mul_(masks[2][:, rows])
+            hidden["g"].append(gh)
+            hidden["p"].append(ph)
+            hidden["e"].append(eh)
+            # fold g_t into the running softmax
+            a = torch.bmm(g, score_w.transpose(1, 2))  # (R, k, 1)
+            A[:, rows] = a
+            peak = pool_max[:, :k]
+            new_peak = torch.maximum(peak, a)
+            keep, add = (peak - new_peak).exp_(), (a - new_peak).exp_()
+            pool_num[:, :k].mul_(keep).addcmul_(add, g)
+            den = pool_den[:, :k].mul_(keep).add_(add)
+            peak.copy_(new_peak)
+            torch.add(torch.log(den), new_peak, out=L[:, rows])
+        ctx.layout, ctx.masks, ctx.acts, ctx.hidden = layout, masks, acts, hidden
+        ctx.save_for_backward(u, score_w, w_ih_g, w_hh_g, w_ih_p, w_hh_p, w_ih_e, w_hh_e, G, Qs, Qn, E, C, A, L)
+        return E
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, dE: Tensor):
+        u, score_w, w_ih_g, w_hh_g, w_ih_p, w_hh_p, w_ih_e, w_hh_e, G, Qs, Qn, E, C, A, L = ctx.saved_tensors
+        layout, masks, acts, hidden = ctx.layout, ctx.masks, ctx.acts, ctx.hidden
+        R, N, D = u.shape
+        B, P = layout.batch, layout.num_parties
+        dgi = {cell: u.new_empty(R, N, 3 * D) for cell in "gpe"}  # gradients of every row's pre-activations
+        dgh = {cell: u.new_empty(R, N, 3 * D) for cell in "gpe"}
+        kappa = u.new_empty(R, N, 1)  # gradient of every score a_t
+        d_party = u.new_zeros(R, B * P, D)  # gradient of each party's latest state
+        dg_next = de_next = None  # from step t+1 to step t, (R, k_{t+1}, D)
+        # attention pool: V = Σ_{t'>t} exp(l_t - l_{t'-1}) dc_{t'} and W, the same over dc_{t'}·c_{t'}
+        pool_v, pool_w = u.new_zeros(R, B, D), u.new_zeros(R, B, 1)
+
+        def carried(grad: Tensor, nxt: Tensor | None) -> Tensor:  # grad (R, k, D) + the next step's
+            grad = grad.clone()
+            if nxt is not None:
+                grad[:, :nxt.shape[1]] += nxt
+            return grad
+
+        for t in reversed(range(len(layout.active))):
+            k, rows = layout.active[t], layout.rows(t)
+            prev = None if t == 0 else layout.previous_rows(t)
+            seat = layout.seat[:, rows, None].expand(R, k, D)
+            # e_t = GRU_e(q_{s,t}, e_{t-1})
+            de = carried(dE[:, rows], de_next)
+            if masks is not None:
+                de.mul_(masks[2][:, rows])
+            direct = _gates_backward(de, None if prev is None else E[:, prev], acts["e"][t], hidden["e"][t],
+                                     dgi["e"][:, rows], dgh["e"][:, rows])
+            de_next = None if prev is None else torch.baddbmm(direct, dgh["e"][:, rows], w_hh_e)
+            # q_{s,t}: read by e_t and by the speaker's next turn (gradient waiting in d_party)
+            dq = torch.baddbmm(torch.gather(d_party, 1, seat), dgi["e"][:, rows], w_ih_e)
+            if masks is not None:
+                dq.mul_(masks[1][:, rows])
+            direct = _gates_backward(dq, Qs[:, rows], acts["p"][t], hidden["p"][t], dgi["p"][:, rows],
+                                     dgh["p"][:, rows])
+            dq_s = torch.baddbmm(direct, dgh["p"][:, rows], w_hh_p)  # (R, k, D)
+            # g_t: read by g_{t+1} and, through the pool, by every later c
+            rho = torch.sub(A[:, rows], L[:, rows]).exp_()  # (R, k, 1) = exp(a_t - l_t)
+            v, w = pool_v[:, :k], pool_w[:, :k]
+            coef = torch.mul(rho, torch.linalg.vecdot(v, G[:, rows]).unsqueeze(-1).sub_(w), out=kappa[:, rows])
+            dg = carried(torch.addcmul(coef * score_w, rho, v), dg_next)
+            if prev is not None:  # c_t = Σ_{s<t} softmax(a)_s g_s reads g_1 .. g_{t-1}
+                dc = torch.bmm(dgi["p"][:, rows], w_ih_p[:, :, D:])  # (R, k, D)
+                shrink = torch.sub(L[:, prev], L[:, rows]).exp_()  # exp(l_{t-1} - l_t)
+                v.mul_(shrink).add_(dc)
+                w.mul_(shrink).add_(torch.linalg.vecdot(dc, C[:, rows]).unsqueeze(-1))
+            if masks is not None:
+                dg.mul_(masks[0][:, rows])
+            direct = _gates_backward(dg, None if prev is None else G[:, prev], acts["g"][t], hidden["g"][t],
+                                     dgi["g"][:, rows], dgh["g"][:, rows])
+            dg_next = None if prev is None else torch.baddbmm(direct, dgh["g"][:, rows], w_hh_g)
+            dq_s.baddbmm_(dgi["g"][:, rows], w_ih_g[:, :, D:])
+            # the state the speaker held before step t
+            d_party.scatter_(1, seat, dq_s)
+        # every weight gradient as one product over all rows
+        later = slice(layout.active[0], N)  # rows after step 0 (g_{t-1} = e_{t-1} = 0 at step 0)
+        previous = layout.previous[later]  # their rows one step earlier
+        T_ = lambda x: x.transpose(1, 2)
+        grads_u = (torch.bmm(dgi["g"], w_ih_g[:, :, :D]).baddbmm_(dgi["p"], w_ih_p[:, :, :D])
+                   if ctx.needs_input_grad[2] else None)
+        grads = [torch.cat([torch.bmm(T_(dgi["g"]), u), torch.bmm(T_(dgi["g"]), Qs)], dim=2),
+                 dgi["g"].sum(1), torch.bmm(T_(dgh["g"][:, later]), G.index_select(1, previous)), dgh["g"].sum(1),
+                 torch.cat([torch.bmm(T_(dgi["p"]), u), torch.bmm(T_(dgi["p"]), C)], dim=2),
+                 dgi["p"].sum(1), torch.bmm(T_(dgh["p"]), Qs), dgh["p"].sum(1),
+                 torch.bmm(T_(dgi["e"]), Qn), dgi["e"].sum(1), torch.bmm(T_(dgh["e"][:, later]), E.index_select(1, previous)),
+                 dgh["e"].sum(1)]
+        return (None, None, grads_u, torch.bmm(T_(kappa), G), *grads)
 
 
 def reverse_within_length(x: Tensor, lengths: Tensor) -> Tensor:

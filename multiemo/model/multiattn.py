@@ -53,6 +53,8 @@ class MultiAttn(nn.Module):
             modality → ``(N, D)`` packed fused sequence (the input itself for a single modality).
         """
         fused = {}
+        heads = next(iter(self.stacks.values()))[0].cross[0].num_heads if self.stacks else 1
+        keys = {m: packing.keys(key_masks[m], heads) for m in self.modalities} if self.stacks else {}
         for m in self.modalities:
             if m not in self.stacks:
                 fused[m] = unimodal[m]
@@ -60,6 +62,6 @@ class MultiAttn(nn.Module):
             others = [o for o in self.modalities if o != m]
             x = unimodal[m]
             for layer in self.stacks[m]:
-                x = layer(x, [unimodal[o] for o in others], [key_masks[o] for o in others], packing)
+                x = layer(x, [unimodal[o] for o in others], [keys[o] for o in others], packing)
             fused[m] = x
         return fused
