@@ -15,8 +15,9 @@ as the issue defines it. Peak memory is the process's peak resident set (CPU) or
 same-machine comparison, with our modules' parameters: DialogueRNN stepping over every padded
 position with GRU_p run for all 9 parties and the attention re-run over the whole history each
 step (``released_dialoguernn_forward``); projections, MultiAttn and the classifier on every padded
-position, attending to padded keys (the release has no padding mask;
-``released_multiemo_forward``); SWFC as the released per-anchor Python loop
+position, with PyTorch's standard multi-head attention (``F.multi_head_attention_forward``,
+what ``nn.MultiheadAttention`` runs) attending to padded keys (the release has no padding mask;
+``released_multiemo_forward``), so the baseline shares none of our fast paths; SWFC as the released per-anchor Python loop
 (``bench_losses.released_swfc_loop``); Adam's per-tensor loop. These are re-implementations for
 timing only (the tests hold our DialogueRNN equal to the released cell); data loading, the other
 losses and the metrics are ours.
@@ -39,8 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from multiemo.config import Config, load  # noqa: E402
 from multiemo.losses import SWFCLoss, build_loss  # noqa: E402
 from multiemo.model import MultiEMO, MultiEMOOutput, build_model  # noqa: E402
-from multiemo.model.attention import Packing  # noqa: E402
+from multiemo.model.attention import MultiHeadAttention  # noqa: E402
 from multiemo.model.dialoguernn import DialogueRNN  # noqa: E402
+from multiemo.model.multiattn import MultiAttn  # noqa: E402
 from multiemo.synthetic import MELD_DIALOGUE_LENGTHS, make_synthetic_corpus  # noqa: E402
 from multiemo.train import loader, prepare_data, run_epoch  # noqa: E402
 
@@ -77,22 +79,46 @@ def released_dialoguernn_forward(self: DialogueRNN, u, speaker, lengths):
     return torch.stack(outputs, 1)
 
 
+def released_mha(attn: MultiHeadAttention, query, key_value):
+    """``torch.nn.MultiheadAttention``'s computation (as the release uses it: no padding mask)
+    with our module's parameters, on padded ``(B, U, D)`` sequences."""
+    q, kv = query.transpose(0, 1), key_value.transpose(0, 1)  # (U, B, D)
+    out, _ = F.multi_head_attention_forward(
+        q, kv, kv, q.shape[-1], attn.num_heads, None,
+        torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]), None, None, False, 0.0,
+        attn.out_proj.weight, attn.out_proj.bias, training=attn.training, need_weights=False,
+        use_separate_proj_weight=True, q_proj_weight=attn.q_proj.weight,
+        k_proj_weight=attn.k_proj.weight, v_proj_weight=attn.v_proj.weight)
+    return out.transpose(0, 1)
+
+
+def released_multiattn_forward(self: MultiAttn, unimodal):
+    """MultiAttn over every padded position, attending to padded keys, with standard MHA."""
+    fused = {}
+    for m in self.modalities:
+        others = [o for o in self.modalities if o != m]
+        x = unimodal[m]
+        for layer in self.stacks[m]:
+            for attend, norm, o in zip(layer.cross, layer.cross_norms, others):
+                x = norm(x + layer.dropout(released_mha(attend, x, unimodal[o])))
+            x = layer.ffn_norm(x + layer.dropout(layer.ffn(x)))
+        fused[m] = x
+    return fused
+
+
 def released_multiemo_forward(self: MultiEMO, features, speaker_mask, mask, present=None):
     """MultiEMO as the released code runs it: every padded position is computed and attended to."""
-    everything = torch.ones_like(mask)
-    packing = Packing(everything)  # all B·U positions, padding included
     speaker = speaker_mask.argmax(dim=-1)
     lengths = mask.sum(dim=1)
     unimodal = {}
     for m in self.modalities:
-        x = self.projections[m](packing.pack(features[m]))
+        x = self.projections[m](features[m])  # (B, U, D), padding included
         if m in self.context:
-            rnn = self.context[m].forward_rnn
-            x = packing.pack(torch.relu(released_dialoguernn_forward(rnn, packing.pad(x), speaker, lengths)))
+            x = torch.relu(released_dialoguernn_forward(self.context[m].forward_rnn, x, speaker, lengths))
         unimodal[m] = x
-    fused = self.fusion(unimodal, {m: everything for m in self.modalities}, packing)
+    fused = released_multiattn_forward(self.fusion, unimodal)
     logits, z = self.classifier(torch.cat([fused[m] for m in self.modalities], dim=-1))
-    return MultiEMOOutput(packing.pad(logits), packing.pad(z), {m: packing.pad(x) for m, x in fused.items()})
+    return MultiEMOOutput(logits, z, fused)
 
 
 def released_swfc_forward(self: SWFCLoss, z, labels):
