@@ -32,6 +32,7 @@ class Packing:
         self.mask = mask  # (B, U) bool
         self.shape = tuple(mask.shape)
         self.index = mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of real rows
+        self._attention_rows()
 
     def pack(self, x: Tensor) -> Tensor:
         """``(B, U, ...)`` → ``(N, ...)``."""
@@ -42,37 +43,65 @@ class Packing:
         out = x.new_zeros(self.shape[0] * self.shape[1], *x.shape[1:])
         return out.index_copy_(0, self.index, x).view(*self.shape, *x.shape[1:])  # in place: no clone
 
-    def pad_heads(self, x: Tensor, heads: int) -> Tensor:
-        """``(N, heads·d)`` → ``(heads·B, U, d)``, head-major, zeros at padding (ready for ``bmm``)."""
-        N, d = x.shape[0], x.shape[1] // heads
+    def _attention_rows(self) -> None:
+        """Lay the dialogues out for attention: several short dialogues share one row of U slots
+        (first-fit, longest first), so the padded attention tensors hold ~N slots instead of B·U;
+        the key mask is block-diagonal, so a dialogue only ever sees its own utterances."""
         B, U = self.shape
-        out = x.new_zeros(heads, B * U, d)
-        return out.index_copy_(1, self.index, x.view(N, heads, d).transpose(0, 1)).view(heads * B, U, d)
+        lengths = self.mask.sum(dim=1).tolist()
+        fill: list[int] = []  # slots used in each row
+        start = [0] * B  # first slot of each dialogue
+        for b in sorted(range(B), key=lambda b: -lengths[b]):
+            n = lengths[b]
+            row = next((r for r, used in enumerate(fill) if used + n <= U), None)
+            if row is None:
+                row = len(fill)
+                fill.append(0)
+            start[b] = row * U + fill[row]
+            fill[row] += n
+        dialogue, position = self.mask.nonzero(as_tuple=True)  # (N,) each, row-major
+        self.slot = torch.tensor(start, device=self.mask.device)[dialogue] + position  # (N,)
+        self.rows = len(fill)
+        # the dialogue in each slot, -1 where empty
+        self.slot_dialogue = torch.full((self.rows * U,), -1, device=self.mask.device).index_copy_(
+            0, self.slot, dialogue)
+
+    def pad_heads(self, x: Tensor, heads: int) -> Tensor:
+        """``(N, heads·d)`` → ``(heads·rows, U, d)``: head-major attention rows (see
+        :meth:`keys`), zeros in empty slots."""
+        N, d = x.shape[0], x.shape[1] // heads
+        U = self.shape[1]
+        out = x.new_zeros(heads, self.rows * U, d)
+        return out.index_copy_(1, self.slot, x.view(N, heads, d).transpose(0, 1)).view(heads * self.rows, U, d)
 
     def pack_heads(self, x: Tensor) -> Tensor:
-        """``(heads·B, U, d)`` → ``(N, heads·d)``, the inverse of :meth:`pad_heads`."""
-        B, U = self.shape
-        x = x.reshape(-1, B * U, x.shape[-1]).index_select(1, self.index)  # (heads, N, d)
+        """``(heads·rows, U, d)`` → ``(N, heads·d)``, the inverse of :meth:`pad_heads`."""
+        x = x.reshape(-1, self.rows * self.shape[1], x.shape[-1]).index_select(1, self.slot)  # (heads, N, d)
         return x.transpose(0, 1).reshape(x.shape[1], -1)
 
     def keys(self, key_mask: Tensor, heads: int) -> "AttentionKeys":
         """What every attention over keys ``key_mask`` ``(B, U)`` (True = may be attended) needs."""
-        B, U = self.shape
-        any_key = key_mask.any(dim=1)  # (B,)
-        # a dialogue without any attendable key would give softmax over nothing (NaN):
-        # it attends to everything and its outputs are zeroed
-        safe = key_mask | ~any_key[:, None]  # (B, U)
-        bias = torch.zeros(B, U, device=key_mask.device).masked_fill_(~safe, float("-inf"))
-        bias = bias[None, :, None, :].expand(heads, B, 1, U).reshape(heads * B, 1, U)
-        rows = None if bool(any_key.all()) else self.pack(any_key[:, None].expand(B, U))[:, None].float()
-        return AttentionKeys(bias, rows)
+        U = self.shape[1]
+        seg = self.slot_dialogue.view(self.rows, U)  # (rows, U)
+        present = torch.zeros(self.rows * U, dtype=torch.bool, device=seg.device)
+        present[self.slot] = self.pack(key_mask)
+        allowed = (seg[:, :, None] == seg[:, None, :]) & present.view(self.rows, 1, U)  # (rows, U, U)
+        # a query with no attendable key (an empty slot, a dialogue whose key vectors are all
+        # absent) would take a softmax over nothing (NaN): it attends to its whole row instead,
+        # and a real query's output is zeroed
+        lonely = ~allowed.any(dim=2, keepdim=True)  # (rows, U, 1)
+        bias = torch.zeros(allowed.shape, device=seg.device).masked_fill_(~(allowed | lonely), float("-inf"))
+        bias = bias.expand(heads, *bias.shape).reshape(heads * self.rows, U, U)
+        lonely = lonely.view(-1)[self.slot]  # (N,)
+        zero = None if not bool(lonely.any()) else (~lonely)[:, None].float()
+        return AttentionKeys(bias, zero)
 
 
 class AttentionKeys(NamedTuple):
     """The key mask of one modality in the form attention uses it, made once per batch."""
 
-    bias: Tensor  # (H·B, 1, U): 0 where a key may be attended, -inf elsewhere
-    rows: Tensor | None  # (N, 1): 0 for queries of a dialogue with no key, 1 elsewhere; None if all have one
+    bias: Tensor  # (H·rows, U, U): 0 where a query may attend to a key, -inf elsewhere
+    rows: Tensor | None  # (N, 1): 0 for queries with no attendable key, 1 elsewhere; None if all have one
 
 
 class MultiHeadAttention(nn.Module):
@@ -113,8 +142,8 @@ class MultiHeadAttention(nn.Module):
         H = self.num_heads
         d = query.shape[1] // H
         q, k, v = (packing.pad_heads(proj(x), H) for proj, x in
-                   ((self.q_proj, query), (self.k_proj, key_value), (self.v_proj, key_value)))  # (H·B, U, d)
-        scores = torch.baddbmm(keys.bias.to(q.dtype), q, k.transpose(1, 2), alpha=d ** -0.5)  # (H·B, U, U), Eq. 3
+                   ((self.q_proj, query), (self.k_proj, key_value), (self.v_proj, key_value)))  # (H·rows, U, d)
+        scores = torch.baddbmm(keys.bias.to(q.dtype), q, k.transpose(1, 2), alpha=d ** -0.5)  # (H·rows, U, U), Eq. 3
         out = packing.pack_heads(torch.bmm(torch.softmax(scores, dim=-1), v))  # (N, D)
         if keys.rows is not None:
             out = out * keys.rows.to(out.dtype)
