@@ -124,7 +124,7 @@ def test_dialoguernn_backward_with_recurrent_dropout_matches_finite_differences(
 def test_attention_matches_torch_multihead_attention_per_dialogue():
     """Our packed, masked cross-attention against ``torch.nn.MultiheadAttention`` run on each
     dialogue alone with a key padding mask: values and gradients."""
-    from multiemo.model.attention import MultiHeadAttention, Packing
+    from multiemo.model.attention import MultiHeadAttention, Packing, project_keys_values
 
     torch.manual_seed(0)
     D, H = 8, 2
@@ -142,7 +142,7 @@ def test_attention_matches_torch_multihead_attention_per_dialogue():
     packing = Packing(mask)
     query = torch.randn(sum(lengths), D, dtype=torch.float64, requires_grad=True)
     key_value = torch.randn(sum(lengths), D, dtype=torch.float64, requires_grad=True)
-    out = ours(query, key_value, packing.keys(keys, H), packing)
+    out = ours(query, project_keys_values([ours], key_value, packing)[0], packing.keys(keys, H), packing)
     expected, start = [], 0
     for b, n in enumerate(lengths):
         q, kv = query[start:start + n][None], key_value[start:start + n][None]
@@ -158,6 +158,29 @@ def test_attention_matches_torch_multihead_attention_per_dialogue():
     in_proj = torch.cat([ours_grads[2], ours_grads[4], ours_grads[6]])  # q, k, v weights
     torch.testing.assert_close(in_proj, ref_grads[2], rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(ours_grads[8], ref_grads[4], rtol=1e-10, atol=1e-10)  # out_proj weight
+
+
+def test_multiattn_gives_each_attention_its_own_keys_and_values():
+    """MultiAttn projects the keys and values of all attentions reading a modality at once; each
+    must still get exactly its own, as if it projected them alone."""
+    from multiemo.model.attention import Packing, project_keys_values
+    from multiemo.model.multiattn import MultiAttn
+
+    torch.manual_seed(0)
+    mods = ("text", "audio", "visual")
+    fusion = MultiAttn(mods, dim=8, num_heads=2, hidden_dim=16, num_layers=2).double()
+    mask = torch.arange(5)[None] < torch.tensor([5, 2, 4])[:, None]
+    packing = Packing(mask)
+    uni = {m: torch.randn(int(mask.sum()), 8, dtype=torch.float64) for m in mods}
+    keys = {m: packing.keys(mask, 2) for m in mods}
+    fused = fusion(uni, {m: mask for m in mods}, packing)
+    for m in mods:
+        others = [o for o in mods if o != m]
+        x = uni[m]
+        for layer in fusion.stacks[m]:
+            alone = [project_keys_values([attn], uni[o], packing)[0] for attn, o in zip(layer.cross, others)]
+            x = layer(x, alone, [keys[o] for o in others], packing)
+        torch.testing.assert_close(fused[m], x, rtol=1e-12, atol=1e-12)
 
 
 def test_meld_text_only_has_no_recurrence_and_runs():

@@ -12,12 +12,13 @@ for the attention product itself. On MELD-shaped batches this skips well over ha
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
-__all__ = ["Packing", "AttentionKeys", "MultiHeadAttention", "FeedForward", "MultiAttnLayer"]
+__all__ = ["Packing", "AttentionKeys", "MultiHeadAttention", "project_keys_values", "FeedForward", "MultiAttnLayer"]
 
 
 class Packing:
@@ -125,14 +126,17 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
 
-    def forward(self, query: Tensor, key_value: Tensor, keys: AttentionKeys, packing: Packing) -> Tensor:
+    def forward(self, query: Tensor, key_value: tuple[Tensor, Tensor], keys: AttentionKeys,
+                packing: Packing) -> Tensor:
         """Attend from every query utterance to the unmasked utterances of the same dialogue.
 
-        Shapes: N real utterances, B dialogues, U utterances, D model dim, H heads, d = D / H.
+        Shapes: N real utterances, D model dim, H heads, d = D / H; rows and U as in
+        :meth:`Packing.pad_heads`.
 
         Args:
             query: ``(N, D)`` packed.
-            key_value: ``(N, D)`` packed, the other modality.
+            key_value: this attention's keys and values of the other modality, each
+                ``(H·rows, U, d)``, from :func:`project_keys_values`.
             keys: the other modality's key mask (:meth:`Packing.keys`).
             packing: the batch's layout.
 
@@ -141,13 +145,25 @@ class MultiHeadAttention(nn.Module):
         """
         H = self.num_heads
         d = query.shape[1] // H
-        q, k, v = (packing.pad_heads(proj(x), H) for proj, x in
-                   ((self.q_proj, query), (self.k_proj, key_value), (self.v_proj, key_value)))  # (H·rows, U, d)
+        k, v = key_value
+        q = packing.pad_heads(self.q_proj(query), H)  # (H·rows, U, d)
         scores = torch.baddbmm(keys.bias.to(q.dtype), q, k.transpose(1, 2), alpha=d ** -0.5)  # (H·rows, U, U), Eq. 3
         out = packing.pack_heads(torch.bmm(torch.softmax(scores, dim=-1), v))  # (N, D)
         if keys.rows is not None:
             out = out * keys.rows.to(out.dtype)
         return self.out_proj(out)  # (N, D)
+
+
+def project_keys_values(attentions: Sequence[MultiHeadAttention], key_value: Tensor,
+                        packing: Packing) -> list[tuple[Tensor, Tensor]]:
+    """Keys and values, ``(H·rows, U, d)`` each, of every attention in ``attentions`` over the
+    same packed sequence ``key_value`` ``(N, D)``: one product and one padding for all of them
+    (in MultiAttn each modality is read by every layer of the other stacks)."""
+    H = attentions[0].num_heads
+    weight = torch.cat([w for a in attentions for w in (a.k_proj.weight, a.v_proj.weight)])  # (2n·D, D)
+    bias = torch.cat([b for a in attentions for b in (a.k_proj.bias, a.v_proj.bias)])  # (2n·D,)
+    heads = packing.pad_heads(F.linear(key_value, weight, bias), 2 * len(attentions) * H).chunk(2 * len(attentions))
+    return [(heads[2 * i], heads[2 * i + 1]) for i in range(len(attentions))]
 
 
 class FeedForward(nn.Module):
@@ -189,8 +205,10 @@ class MultiAttnLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, others: list[Tensor], keys: list[AttentionKeys], packing: Packing) -> Tensor:
-        """``x`` ``(N, D)`` packed; ``others[i]`` ``(N, D)`` with key mask ``keys[i]`` → ``(N, D)``."""
+    def forward(self, x: Tensor, others: list[tuple[Tensor, Tensor]], keys: list[AttentionKeys],
+                packing: Packing) -> Tensor:
+        """``x`` ``(N, D)`` packed; ``others[i]``: the keys and values of ``self.cross[i]`` over the
+        i-th other modality (:func:`project_keys_values`), whose key mask is ``keys[i]`` → ``(N, D)``."""
         for attend, norm, other, mask in zip(self.cross, self.cross_norms, others, keys):
             x = norm(x + self.dropout(attend(x, other, mask, packing)))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from multiemo.model.attention import MultiAttnLayer, Packing
+from multiemo.model.attention import MultiAttnLayer, Packing, project_keys_values
 
 __all__ = ["MultiAttn"]
 
@@ -52,16 +52,24 @@ class MultiAttn(nn.Module):
         Returns:
             modality → ``(N, D)`` packed fused sequence (the input itself for a single modality).
         """
-        fused = {}
-        heads = next(iter(self.stacks.values()))[0].cross[0].num_heads if self.stacks else 1
-        keys = {m: packing.keys(key_masks[m], heads) for m in self.modalities} if self.stacks else {}
-        for m in self.modalities:
-            if m not in self.stacks:
-                fused[m] = unimodal[m]
-                continue
-            others = [o for o in self.modalities if o != m]
+        fused: dict[str, Tensor] = {m: unimodal[m] for m in self.modalities if m not in self.stacks}
+        if not self.stacks:
+            return fused
+        heads = next(iter(self.stacks.values()))[0].cross[0].num_heads
+        keys = {m: packing.keys(key_masks[m], heads) for m in self.modalities}
+        others = {m: [o for o in self.modalities if o != m] for m in self.stacks}
+        # every attention that reads modality o (any stack, any layer) gets its keys and values
+        # from one product over o
+        key_values = {}
+        for o in self.modalities:
+            readers = [(m, layer, i) for m in self.stacks for layer in range(len(self.stacks[m]))
+                       for i, other in enumerate(others[m]) if other == o]
+            attentions = [self.stacks[m][layer].cross[i] for m, layer, i in readers]
+            key_values.update(zip(readers, project_keys_values(attentions, unimodal[o], packing)))
+        for m, stack in self.stacks.items():
             x = unimodal[m]
-            for layer in self.stacks[m]:
-                x = layer(x, [unimodal[o] for o in others], [keys[o] for o in others], packing)
+            for layer, block in enumerate(stack):
+                x = block(x, [key_values[m, layer, i] for i in range(len(others[m]))],
+                          [keys[o] for o in others[m]], packing)
             fused[m] = x
-        return fused
+        return {m: fused[m] for m in self.modalities}
