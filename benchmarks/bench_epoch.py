@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from multiemo.config import Config, load  # noqa: E402
 from multiemo.losses import SWFCLoss, build_loss  # noqa: E402
 from multiemo.model import MultiEMO, MultiEMOOutput, build_model  # noqa: E402
-from multiemo.model.attention import MultiHeadAttention  # noqa: E402
+from multiemo.model.attention import MultiHeadAttention, Packing  # noqa: E402
 from multiemo.model.dialoguernn import DialogueRNN  # noqa: E402
 from multiemo.model.multiattn import MultiAttn  # noqa: E402
 from multiemo.synthetic import MELD_DIALOGUE_LENGTHS, make_synthetic_corpus  # noqa: E402
@@ -118,7 +118,8 @@ def released_multiemo_forward(self: MultiEMO, features, speaker_mask, mask, pres
         unimodal[m] = x
     fused = released_multiattn_forward(self.fusion, unimodal)
     logits, z = self.classifier(torch.cat([fused[m] for m in self.modalities], dim=-1))
-    return MultiEMOOutput(logits, z, fused)
+    packing = Packing(mask)  # the losses read the real utterances
+    return MultiEMOOutput(packing, packing.pack(logits), packing.pack(z), {m: packing.pack(x) for m, x in fused.items()})
 
 
 def released_swfc_forward(self: SWFCLoss, z, labels):

@@ -81,10 +81,9 @@ def forward_losses(model: MultiEMO, criterion: MultiEMOLoss, batch: Batch, amp: 
     """Forward a batch; losses over its real utterances. Returns (total, parts, logits, labels)."""
     with torch.autocast(device_type=batch.mask.device.type, dtype=torch.bfloat16, enabled=amp):
         out = model(batch.features, batch.speaker_mask, batch.mask, batch.present)
-    real = batch.mask
-    labels = batch.labels[real]  # (N,)
-    logits = out.logits[real].float()  # (N, C)
-    total, parts = criterion(logits, out.z[real], [out.fused[m][real] for m in model.modalities], labels)
+    labels = batch.labels[batch.mask]  # (N,), the order of the packed outputs
+    logits = out.packed_logits.float()  # (N, C)
+    total, parts = criterion(logits, out.packed_z, [out.packed_fused[m] for m in model.modalities], labels)
     return total, parts, logits, labels
 
 
@@ -124,7 +123,7 @@ def predict(model: MultiEMO, data, device: torch.device, amp: bool):
         batch = batch.to(device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(batch.features, batch.speaker_mask, batch.mask, batch.present)
-        probs.append(torch.softmax(out.logits[batch.mask].float(), -1).cpu())
+        probs.append(torch.softmax(out.packed_logits.float(), -1).cpu())
         golds.append(batch.labels[batch.mask].cpu())
         for did, ids in zip(batch.dialogue_ids, batch.utterance_ids):
             uids.extend(ids)

@@ -23,9 +23,26 @@ __all__ = ["MultiEMO", "MultiEMOOutput", "build_model", "count_parameters"]
 
 @dataclass
 class MultiEMOOutput:
-    logits: Tensor  # (B, U, C)
-    z: Tensor  # (B, U, D) representation for the SWFC loss
-    fused: dict[str, Tensor]  # modality -> (B, U, D), for the Soft-HGR loss
+    """The network's outputs for the real utterances of a batch, *packed*: row i is the i-th True
+    of the ``(B, U)`` mask in row-major order (the order of ``x[mask]``). :attr:`logits`,
+    :attr:`z` and :attr:`fused` give the padded ``(B, U, ·)`` layout, zeros at padding."""
+
+    packing: Packing
+    packed_logits: Tensor  # (N, C)
+    packed_z: Tensor  # (N, D) representation for the SWFC loss
+    packed_fused: dict[str, Tensor]  # modality -> (N, D), for the Soft-HGR loss
+
+    @property
+    def logits(self) -> Tensor:  # (B, U, C)
+        return self.packing.pad(self.packed_logits)
+
+    @property
+    def z(self) -> Tensor:  # (B, U, D)
+        return self.packing.pad(self.packed_z)
+
+    @property
+    def fused(self) -> dict[str, Tensor]:  # modality -> (B, U, D)
+        return {m: self.packing.pad(x) for m, x in self.packed_fused.items()}
 
 
 class MultiEMO(nn.Module):
@@ -95,8 +112,7 @@ class MultiEMO(nn.Module):
         fused = self.fusion(unimodal, key_masks, packing) if self.fusion is not None else unimodal
         f = torch.cat([fused[m] for m in self.modalities], dim=-1)  # (N, M·D)
         logits, z = self.classifier(f)  # (N, C), (N, D)
-        return MultiEMOOutput(logits=packing.pad(logits), z=packing.pad(z),
-                              fused={m: packing.pad(x) for m, x in fused.items()})
+        return MultiEMOOutput(packing, logits, z, fused)
 
 
 def build_model(cfg: ModelConfig) -> MultiEMO:
