@@ -176,7 +176,7 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.linear2(torch.relu(self.linear1(x))))
+        return self.dropout(self.linear2(torch.relu_(self.linear1(x))))  # in place: one (N, hidden) less
 
 
 class MultiAttnLayer(nn.Module):
@@ -210,5 +210,5 @@ class MultiAttnLayer(nn.Module):
         """``x`` ``(N, D)`` packed; ``others[i]``: the keys and values of ``self.cross[i]`` over the
         i-th other modality (:func:`project_keys_values`), whose key mask is ``keys[i]`` → ``(N, D)``."""
         for attend, norm, other, mask in zip(self.cross, self.cross_norms, others, keys):
-            x = norm(x + self.dropout(attend(x, other, mask, packing)))
-        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+            x = norm(self.dropout(attend(x, other, mask, packing)).add_(x))  # residual, in place
+        return self.ffn_norm(self.dropout(self.ffn(x)).add_(x))
