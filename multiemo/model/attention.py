@@ -6,8 +6,11 @@ dialogue leaves the outputs of its real utterances unchanged.
 
 Sequences travel *packed*: ``(N, D)`` with N the real utterances of the batch, in row-major
 order of the ``(B, U)`` mask. Every linear map, residual, LayerNorm and feed-forward runs on
-the N real rows only; a :class:`Packing` scatters them into the padded ``(B, U, D)`` layout just
-for the attention product itself. On MELD-shaped batches this skips well over half the work.
+the N real rows only; a :class:`Packing` scatters them into padded attention rows just for the
+attention product itself, several short dialogues sharing one row of U slots under a
+block-diagonal key mask (so the padded tensors hold about N slots, not B·U). On MELD-shaped
+batches this skips well over half the work. ``tests/test_model.py`` holds the attention to
+``torch.nn.MultiheadAttention`` run on each dialogue alone.
 """
 
 from __future__ import annotations
