@@ -213,5 +213,5 @@ class MultiAttnLayer(nn.Module):
         """``x`` ``(N, D)`` packed; ``others[i]``: the keys and values of ``self.cross[i]`` over the
         i-th other modality (:func:`project_keys_values`), whose key mask is ``keys[i]`` → ``(N, D)``."""
         for attend, norm, other, mask in zip(self.cross, self.cross_norms, others, keys):
-            x = norm(self.dropout(attend(x, other, mask, packing)).add_(x))  # residual, in place
-        return self.ffn_norm(self.dropout(self.ffn(x)).add_(x))
+            x = norm(x + self.dropout(attend(x, other, mask, packing)))  # out of place: under
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))  # autocast x is float32, the branch bf16
