@@ -15,13 +15,14 @@ batches this skips well over half the work. ``tests/test_model.py`` holds the at
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["Packing", "AttentionKeys", "MultiHeadAttention", "project_keys_values", "FeedForward", "MultiAttnLayer"]
+__all__ = ["Packing", "AttentionRows", "AttentionKeys", "MultiHeadAttention", "project_keys_values", "FeedForward", "MultiAttnLayer"]
 
 
 class Packing:
@@ -36,7 +37,6 @@ class Packing:
         self.mask = mask  # (B, U) bool
         self.shape = tuple(mask.shape)
         self.index = mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of real rows
-        self._attention_rows()
 
     def pack(self, x: Tensor) -> Tensor:
         """``(B, U, ...)`` → ``(N, ...)``."""
@@ -47,10 +47,12 @@ class Packing:
         out = x.new_zeros(self.shape[0] * self.shape[1], *x.shape[1:])
         return out.index_copy_(0, self.index, x).view(*self.shape, *x.shape[1:])  # in place: no clone
 
-    def _attention_rows(self) -> None:
+    @functools.cached_property
+    def attention_rows(self) -> "AttentionRows":
         """Lay the dialogues out for attention: several short dialogues share one row of U slots
         (first-fit, longest first), so the padded attention tensors hold ~N slots instead of B·U;
-        the key mask is block-diagonal, so a dialogue only ever sees its own utterances."""
+        the key mask is block-diagonal, so a dialogue only ever sees its own utterances. Made on
+        first use (a model without MultiAttn never needs it)."""
         B, U = self.shape
         lengths = self.mask.sum(dim=1).tolist()
         fill: list[int] = []  # slots used in each row
@@ -64,41 +66,51 @@ class Packing:
             start[b] = row * U + fill[row]
             fill[row] += n
         dialogue, position = self.mask.nonzero(as_tuple=True)  # (N,) each, row-major
-        self.slot = torch.tensor(start, device=self.mask.device)[dialogue] + position  # (N,)
-        self.rows = len(fill)
+        slot = torch.tensor(start, device=self.mask.device)[dialogue] + position  # (N,)
         # the dialogue in each slot, -1 where empty
-        self.slot_dialogue = torch.full((self.rows * U,), -1, device=self.mask.device).index_copy_(
-            0, self.slot, dialogue)
+        slot_dialogue = torch.full((len(fill) * U,), -1, device=self.mask.device).index_copy_(0, slot, dialogue)
+        return AttentionRows(len(fill), slot, slot_dialogue)
 
     def pad_heads(self, x: Tensor, heads: int) -> Tensor:
         """``(N, heads·d)`` → ``(heads·rows, U, d)``: head-major attention rows (see
         :meth:`keys`), zeros in empty slots."""
         N, d = x.shape[0], x.shape[1] // heads
         U = self.shape[1]
-        out = x.new_zeros(heads, self.rows * U, d)
-        return out.index_copy_(1, self.slot, x.view(N, heads, d).transpose(0, 1)).view(heads * self.rows, U, d)
+        rows, slot, _ = self.attention_rows
+        out = x.new_zeros(heads, rows * U, d)
+        return out.index_copy_(1, slot, x.view(N, heads, d).transpose(0, 1)).view(heads * rows, U, d)
 
     def pack_heads(self, x: Tensor) -> Tensor:
         """``(heads·rows, U, d)`` → ``(N, heads·d)``, the inverse of :meth:`pad_heads`."""
-        x = x.reshape(-1, self.rows * self.shape[1], x.shape[-1]).index_select(1, self.slot)  # (heads, N, d)
+        rows, slot, _ = self.attention_rows
+        x = x.reshape(-1, rows * self.shape[1], x.shape[-1]).index_select(1, slot)  # (heads, N, d)
         return x.transpose(0, 1).reshape(x.shape[1], -1)
 
     def keys(self, key_mask: Tensor, heads: int) -> "AttentionKeys":
         """What every attention over keys ``key_mask`` ``(B, U)`` (True = may be attended) needs."""
         U = self.shape[1]
-        seg = self.slot_dialogue.view(self.rows, U)  # (rows, U)
-        present = torch.zeros(self.rows * U, dtype=torch.bool, device=seg.device)
-        present[self.slot] = self.pack(key_mask)
-        allowed = (seg[:, :, None] == seg[:, None, :]) & present.view(self.rows, 1, U)  # (rows, U, U)
+        rows, slot, slot_dialogue = self.attention_rows
+        seg = slot_dialogue.view(rows, U)  # (rows, U)
+        present = torch.zeros(rows * U, dtype=torch.bool, device=seg.device)
+        present[slot] = self.pack(key_mask)
+        allowed = (seg[:, :, None] == seg[:, None, :]) & present.view(rows, 1, U)  # (rows, U, U)
         # a query with no attendable key (an empty slot, a dialogue whose key vectors are all
         # absent) would take a softmax over nothing (NaN): it attends to its whole row instead,
         # and a real query's output is zeroed
         lonely = ~allowed.any(dim=2, keepdim=True)  # (rows, U, 1)
         bias = torch.zeros(allowed.shape, device=seg.device).masked_fill_(~(allowed | lonely), float("-inf"))
-        bias = bias.expand(heads, *bias.shape).reshape(heads * self.rows, U, U)
-        lonely = lonely.view(-1)[self.slot]  # (N,)
+        bias = bias.expand(heads, *bias.shape).reshape(heads * rows, U, U)
+        lonely = lonely.view(-1)[slot]  # (N,)
         zero = None if not bool(lonely.any()) else (~lonely)[:, None].float()
         return AttentionKeys(bias, zero)
+
+
+class AttentionRows(NamedTuple):
+    """The attention layout of a batch (:attr:`Packing.attention_rows`)."""
+
+    rows: int  # rows of U slots
+    slot: Tensor  # (N,) flat slot of each packed utterance
+    slot_dialogue: Tensor  # (rows·U,) the dialogue in each slot, -1 where empty
 
 
 class AttentionKeys(NamedTuple):

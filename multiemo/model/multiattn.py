@@ -32,6 +32,7 @@ class MultiAttn(nn.Module):
                  num_layers: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
+        self.num_heads = num_heads
         num_others = len(self.modalities) - 1
         self.stacks = nn.ModuleDict({
             m: nn.ModuleList(MultiAttnLayer(dim, num_heads, hidden_dim, num_others, dropout)
@@ -55,8 +56,7 @@ class MultiAttn(nn.Module):
         fused: dict[str, Tensor] = {m: unimodal[m] for m in self.modalities if m not in self.stacks}
         if not self.stacks:
             return fused
-        heads = next(iter(self.stacks.values()))[0].cross[0].num_heads
-        keys = {m: packing.keys(key_masks[m], heads) for m in self.modalities}
+        keys = {m: packing.keys(key_masks[m], self.num_heads) for m in self.modalities}
         others = {m: [o for o in self.modalities if o != m] for m in self.stacks}
         # every attention that reads modality o (any stack, any layer) gets its keys and values
         # from one product over o
