@@ -38,13 +38,13 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from multiemo.config import Config, load  # noqa: E402
-from multiemo.losses import SWFCLoss, build_loss  # noqa: E402
-from multiemo.model import MultiEMO, MultiEMOOutput, build_model  # noqa: E402
+from multiemo.losses import SWFCLoss  # noqa: E402
+from multiemo.model import MultiEMO, MultiEMOOutput  # noqa: E402
 from multiemo.model.attention import MultiHeadAttention, Packing  # noqa: E402
 from multiemo.model.dialoguernn import DialogueRNN  # noqa: E402
 from multiemo.model.multiattn import MultiAttn  # noqa: E402
 from multiemo.synthetic import MELD_DIALOGUE_LENGTHS, make_synthetic_corpus  # noqa: E402
-from multiemo.train import loader, prepare_data, run_epoch  # noqa: E402
+from multiemo.engine import build_training, loader, run_epoch  # noqa: E402
 
 MELD_PRIOR = [0.47, 0.12, 0.03, 0.07, 0.17, 0.03, 0.11]  # MELD train+dev class shares
 
@@ -135,22 +135,21 @@ def make_data(root: Path, seed: int = 0) -> None:
 
 
 def time_epochs(cfg: Config, epochs: int, fused_adam: bool = True) -> list[float]:
-    device = torch.device(cfg.runtime.device)
-    amp = device.type == "cuda" and cfg.runtime.amp
-    data = prepare_data(cfg)
-    model = build_model(cfg.model).to(device)
-    criterion = build_loss(cfg.loss, data.datasets["train"].class_counts(cfg.model.num_classes)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                                 fused=fused_adam)  # fused as in multiemo.train
+    """Epoch times of the training that ``multiemo train`` builds (``multiemo.engine``)."""
+    t = build_training(cfg)
+    if not fused_adam:  # the released code's per-tensor Adam loop
+        t.optimizer = torch.optim.Adam(t.model.parameters(), lr=cfg.train.lr,
+                                       weight_decay=cfg.train.weight_decay, foreach=False)
+    splits = {s: t.data.dataset(s) for s in ("train", "valid", "test")}
     times = []
     for epoch in range(epochs):
-        if device.type == "cuda":
+        if t.device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
-        run_epoch(model, criterion, loader(data.datasets["train"], cfg.train.batch_size, epoch), device, amp, optimizer)
-        run_epoch(model, criterion, loader(data.datasets["valid"], cfg.train.batch_size), device, amp)
-        run_epoch(model, criterion, loader(data.datasets["test"], cfg.train.batch_size), device, amp)
-        if device.type == "cuda":
+        run_epoch(t.model, t.criterion, loader(splits["train"], cfg.train.batch_size, epoch), t.device, t.amp, t.optimizer)
+        run_epoch(t.model, t.criterion, loader(splits["valid"], cfg.train.batch_size), t.device, t.amp)
+        run_epoch(t.model, t.criterion, loader(splits["test"], cfg.train.batch_size), t.device, t.amp)
+        if t.device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
     return times

@@ -3,7 +3,6 @@ root, and the parse → build → run → project flow of their ``main``."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -12,11 +11,10 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from feature_extraction.media import MediaError
-from feature_extraction.runner import (Absent, CorpusSource, add_job_arguments, load_corpus,
-                                       merge_job, run_job)
+from feature_extraction.runner import Absent, CorpusSource, load_corpus, merge_job, run_job
 from multiemo.config import ConfigError, load
 
-__all__ = ["ProjectionConfig", "media_root_of", "raw_store_path", "run_extraction_main", "map_items"]
+__all__ = ["ProjectionConfig", "media_root_of", "raw_store_path", "run_extraction", "map_items"]
 
 log = logging.getLogger("feature_extraction")
 T = TypeVar("T")
@@ -70,24 +68,22 @@ def raw_store_path(out: str | Path) -> Path:
     return out.with_name(out.name.removesuffix(".safetensors") + ".raw.safetensors")
 
 
-def run_extraction_main(argv: list[str] | None, *, prog: str, description: str, config_cls: type,
-                        build: Callable[[Any], Any]) -> int:
-    """``main`` of an extraction command: parse → config → extractor → run (or merge) → project.
+def run_extraction(args, *, config_cls: type, build: Callable[[Any], Any]) -> int:
+    """A ``run_command`` of an extraction command: config → extractor → run (or merge) → project.
 
-    ``config_cls`` must have the fields ``corpus`` (:class:`CorpusSource`), ``out``, ``device``,
-    ``splits``, ``num_threads``, ``chunk_items``, ``chunk_seconds`` and ``projection``
-    (:class:`ProjectionConfig`);
-    ``build`` makes the extractor.
+    ``args`` are the parsed options of :mod:`multiemo.cli` (``--config``, overrides, ``--shard``,
+    ``--merge``, ``--device``, ``--no-progress``). ``config_cls`` must have the fields ``corpus``
+    (:class:`CorpusSource`), ``out``, ``device``, ``splits``, ``num_threads``, ``chunk_items``,
+    ``chunk_seconds`` and ``projection`` (:class:`ProjectionConfig`); ``build`` makes the extractor.
     """
-    parser = add_job_arguments(argparse.ArgumentParser(prog=prog, description=description))
-    args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load(config_cls, args.config, args.overrides)
     try:
-        cfg = load(config_cls, args.config, args.overrides)
         extractor = build(cfg)
-    except (ConfigError, ValueError) as err:
-        print(f"{prog}: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(str(err)) from None
     if cfg.num_threads > 0:
         import torch
         torch.set_num_threads(cfg.num_threads)

@@ -22,6 +22,7 @@ logged); a silent one (peak below ``min_peak_dbfs``) is absent, never a vector o
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from feature_extraction._jobs import ProjectionConfig, map_items, media_root_of, run_extraction_main
+from feature_extraction._jobs import ProjectionConfig, map_items, media_root_of, run_extraction
 from feature_extraction.media import load_audio, resolve_media
 from feature_extraction.runner import Absent, CorpusSource
 from multiemo.data.corpus import Utterance
@@ -319,7 +320,12 @@ def build_extractor(cfg: AudioJobConfig) -> OpenSmileExtractor | SpeechEncoderEx
                             cfg.librosa.fmax, cfg.batch_size)
 
 
+def run_command(args) -> int:
+    """``multiemo extract audio`` (the options are declared in :mod:`multiemo.cli`)."""
+    return run_extraction(args, config_cls=AudioJobConfig, build=build_extractor)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_extraction_main(argv, prog="multiemo extract audio",
-                               description="utterance-level audio features into a feature store",
-                               config_cls=AudioJobConfig, build=build_extractor)
+    """``multiemo extract audio ...`` from Python."""
+    from multiemo.cli import main as cli_main
+    return cli_main(["extract", "audio", *(sys.argv[1:] if argv is None else argv)])

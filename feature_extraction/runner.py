@@ -40,15 +40,16 @@ cluster job. The work folder is kept (a rerun is then a no-op that merges again)
 start afresh. A job whose settings (``info()``) or items differ from those recorded in
 ``job.json`` is refused rather than mixed.
 
-Command-line helpers keep each extractor's ``main(argv)`` thin: :func:`add_job_arguments`
-(``--config``, ``key=value`` overrides, ``--shard K/N``, ``--merge``, ``--device``,
-``--no-progress``), :class:`CorpusSource` (the ``corpus:`` block of every extraction config) and
+The options of every extraction command (``--config``, ``key=value`` overrides, ``--shard
+K/N``, ``--merge``, ``--device``, ``--no-progress``) are declared once in :mod:`multiemo.cli`;
+here are :class:`CorpusSource` (the ``corpus:`` block of every extraction config) and
 :func:`load_corpus` (a ``corpus.json``, or a raw MELD / IEMOCAP release read by the readers).
 """
 
 from __future__ import annotations
 
-import argparse
+from multiemo.errors import UserError
+
 import json
 import os
 import sys
@@ -66,7 +67,7 @@ from multiemo.data.corpus import Corpus, Utterance, atomic_write_text
 from multiemo.data.store import FeatureStore, write_store
 
 __all__ = ["Absent", "Extractor", "JobError", "JobSummary", "CorpusSource", "run_job",
-           "merge_job", "job_status", "parse_shard", "resolve_device", "add_job_arguments",
+           "merge_job", "job_status", "parse_shard", "resolve_device",
            "load_corpus", "work_dir"]
 
 JOB_FORMAT = "multiemo-extraction-job"
@@ -80,7 +81,7 @@ class Absent(Exception):
     """
 
 
-class JobError(RuntimeError):
+class JobError(UserError, RuntimeError):
     """A job that cannot run or merge as asked (mixed settings, missing items); names the files."""
 
 
@@ -478,19 +479,3 @@ def load_corpus(source: CorpusSource) -> Corpus:
         if not path.exists() or Corpus.load(path) != corpus:
             corpus.save(path)
     return corpus
-
-
-def add_job_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options every ``multiemo extract ...`` command shares. Parse with
-    ``parser.parse_intermixed_args(argv)`` so options and ``key=value`` overrides mix freely."""
-    parser.add_argument("--config", required=True, help="extraction config (YAML)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="override config fields, dotted for nesting (corpus.path=...)")
-    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
-                        help="run shard K of N (0 <= K < N); default 0/1")
-    parser.add_argument("--merge", action="store_true",
-                        help="only merge the finished shards into the consolidated store")
-    parser.add_argument("--device", default=None,
-                        help="auto, cpu, cuda, cuda:N (default: the config's, else auto)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser

@@ -28,7 +28,6 @@ length before batching to keep padding low.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
@@ -42,7 +41,7 @@ import torch
 
 from feature_extraction._text_inputs import (ModelInput, SpecialLayout, build_inputs, collate,
                                              pool, utterance_text)
-from feature_extraction.runner import (CorpusSource, add_job_arguments, load_corpus, merge_job,
+from feature_extraction.runner import (CorpusSource, load_corpus, merge_job,
                                        resolve_device, run_job)
 from multiemo.config import ConfigError, load, to_dict
 from multiemo.data.corpus import Corpus, Utterance
@@ -211,18 +210,9 @@ def extract_text(cfg: TextExtractConfig, corpus: Corpus, *, shard: tuple[int, in
                    splits=list(cfg.splits) or None, order=extractor.order, progress=progress)
 
 
-def main(argv: list[str]) -> int:
-    parser = add_job_arguments(argparse.ArgumentParser(
-        prog="multiemo extract text", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter))
-    parser.add_argument("--finetune-only", action="store_true",
-                        help="only fine-tune (mode: finetune), e.g. before starting N shards")
-    args = parser.parse_intermixed_args(argv)
-    try:
-        cfg = load(TextExtractConfig, args.config, args.overrides)
-    except ConfigError as err:
-        print(f"multiemo extract text: {err}", file=sys.stderr)
-        return 2
+def run_command(args) -> int:
+    """``multiemo extract text`` (the options are declared in :mod:`multiemo.cli`)."""
+    cfg = load(TextExtractConfig, args.config, args.overrides)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     if args.merge:
@@ -231,8 +221,7 @@ def main(argv: list[str]) -> int:
     corpus = load_corpus(cfg.corpus)
     if args.finetune_only:
         if cfg.mode != "finetune":
-            print("multiemo extract text: --finetune-only needs mode=finetune", file=sys.stderr)
-            return 2
+            raise ConfigError("--finetune-only needs mode=finetune")
         from feature_extraction._text_finetune import ensure_finetuned
         path, info = ensure_finetuned(cfg, corpus, resolve_device(args.device or cfg.device),
                                       progress=not args.no_progress)
@@ -243,6 +232,12 @@ def main(argv: list[str]) -> int:
                            progress=not args.no_progress)
     print(f"text extraction: {time.monotonic() - start:.1f} s in all", file=sys.stderr)
     return 0 if summary.failed == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``multiemo extract text ...`` from Python."""
+    from multiemo.cli import main as cli_main
+    return cli_main(["extract", "text", *(sys.argv[1:] if argv is None else argv)])
 
 
 def config_dict(cfg: TextExtractConfig) -> dict[str, Any]:

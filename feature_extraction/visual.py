@@ -26,6 +26,7 @@ together, ``encode_batch_size`` at a time (batched on the GPU when there is one)
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 from feature_extraction._image_encoder import ImageEncoder
-from feature_extraction._jobs import ProjectionConfig, map_items, media_root_of, run_extraction_main
+from feature_extraction._jobs import ProjectionConfig, map_items, media_root_of, run_extraction
 from feature_extraction.faces import Box, FaceDetector, build_detector, crop_face, iou, select_faces
 from feature_extraction.media import FrameSample, resolve_media, sample_frames
 from feature_extraction.runner import Absent, CorpusSource
@@ -257,8 +258,12 @@ def build_extractor(cfg: VisualJobConfig) -> FaceExtractor | FrameExtractor:
                          cfg.num_workers)
 
 
+def run_command(args) -> int:
+    """``multiemo extract visual`` (the options are declared in :mod:`multiemo.cli`)."""
+    return run_extraction(args, config_cls=VisualJobConfig, build=build_extractor)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_extraction_main(argv, prog="multiemo extract visual",
-                               description="utterance-level visual features (VisExtNet faces or "
-                                           "whole frames) into a feature store",
-                               config_cls=VisualJobConfig, build=build_extractor)
+    """``multiemo extract visual ...`` from Python."""
+    from multiemo.cli import main as cli_main
+    return cli_main(["extract", "visual", *(sys.argv[1:] if argv is None else argv)])

@@ -1,62 +1,211 @@
-"""The ``multiemo`` command: a thin dispatcher to each subcommand's ``main(argv)``.
+"""The ``multiemo`` command: one argparse tree for every subcommand.
 
-Subcommands are imported lazily, so ``multiemo report`` never loads the extractors' libraries.
+Options are declared here (cheap: nothing heavy is imported); each command's handler, a
+``run_command(args)`` function, is imported only when that command runs, so ``multiemo report``
+never loads the extractors' libraries. ``key=value`` config overrides may stand anywhere on the
+line, before or after options (``multiemo train --config c.yaml data.root=x --run-dir r
+train.epochs=3``). One place turns the toolkit's user errors (:class:`multiemo.errors.UserError`)
+into a one-line message and exit code 2; argparse's own usage errors exit 2 too; anything else is
+a bug and keeps its traceback. Ctrl-C ends with exit code 130 and a line saying so.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import re
 import sys
 
-# command → (module, one-line help). "extract" takes a second word (text, audio, visual).
-COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("multiemo.demo", "train on a small synthetic corpus and print the per-class table"),
-    "train": ("multiemo.train", "train MultiEMO from a YAML config and feature stores"),
-    "evaluate": ("multiemo.evaluate", "score a run's best checkpoint on test and write its report"),
-    "report": ("multiemo.report", "per-class tables of one or more runs (mean ± std over runs)"),
-    "import-official": ("multiemo.data.official", "convert the released feature pickles to stores"),
-    "corpus": ("multiemo.data.cli", "read a raw corpus: `multiemo corpus stats ...`"),
-}
-EXTRACTORS: dict[str, str] = {
-    "text": "feature_extraction.text",
-    "audio": "feature_extraction.audio",
-    "visual": "feature_extraction.visual",
-}
+__all__ = ["build_parser", "main"]
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*=")
+_OVERRIDES_HELP = "config overrides, dotted for nesting, anywhere on the line (e.g. train.epochs=5)"
 
 
-def _usage() -> str:
-    lines = ["usage: multiemo COMMAND [ARGS...]", "", "commands:"]
-    for name, (_, text) in COMMANDS.items():
-        lines.append(f"  {name:<16} {text}")
-    lines.append(f"  {'extract':<16} batch feature extraction: multiemo extract "
-                 f"{{{','.join(EXTRACTORS)}}} --config FILE [key=value ...] [--shard K/N]")
-    lines.append("")
-    lines.append("`multiemo COMMAND --help` gives each command's options.")
-    return "\n".join(lines)
+def _shard(text: str) -> tuple[int, int]:
+    from feature_extraction.runner import parse_shard  # only when --shard is given
+    try:
+        return parse_shard(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _command(sub, name: str, handler: str, help: str, overrides: bool = False, **kwargs):
+    p = sub.add_parser(name, help=help, description=kwargs.pop("description", help), **kwargs)
+    p.set_defaults(handler=handler, takes_overrides=overrides, command=name)
+    if overrides:
+        p.add_argument("overrides", nargs="*", metavar="key=value", help=_OVERRIDES_HELP)
+    return p
+
+
+def _job_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="extraction config (YAML)")
+    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                   help="run shard K of N (0 <= K < N); default 0/1")
+    p.add_argument("--merge", action="store_true",
+                   help="only merge the finished shards into the consolidated store")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: the config's, else auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="multiemo", description="MultiEMO for multimodal emotion "
+                                     "recognition in conversations. `multiemo COMMAND --help` "
+                                     "gives each command's options.")
+    parser.add_argument("--version", action="store_true", help="print the version")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = _command(sub, "demo", "multiemo.demo:run_command",
+                 "train on a small synthetic corpus and print the per-class table")
+    p.add_argument("--out", help="folder for the synthetic data and the runs (default: a temporary folder)")
+    p.add_argument("--epochs", type=_positive, default=8)
+    p.add_argument("--seed", type=int, default=2023)
+    p.add_argument("--verbose", action="store_true", help="print every epoch")
+
+    p = _command(sub, "train", "multiemo.train:run_command",
+                 "train MultiEMO from a YAML config and feature stores", overrides=True,
+                 description="Train MultiEMO; the best epoch is chosen on validation and only "
+                 "that checkpoint is scored on test.")
+    p.add_argument("--config", help="YAML config (configs/meld.yaml, configs/iemocap.yaml)")
+    p.add_argument("--run-dir", help="folder for this run (created)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (overrides "
+                   "given here are applied and recorded in its run.json)")
+    p.add_argument("--seeds", help="comma-separated seeds: one run each, then mean ± std")
+
+    p = _command(sub, "evaluate", "multiemo.evaluate:run_command",
+                 "score a run's checkpoint again, into RUN_DIR/evaluations/<checkpoint>/",
+                 overrides=True)
+    p.add_argument("run_dir", help="a run directory written by multiemo train")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--name", help="sub-folder of RUN_DIR/evaluations (default: the checkpoint's name)")
+
+    p = _command(sub, "report", "multiemo.report:run_command",
+                 "per-class tables of runs (mean ± std), or a paired test of two runs",
+                 description="Re-score runs from their predictions_<split>.csv and print the "
+                 "per-class table beside the paper's MultiEMO row (several runs: mean ± std); "
+                 "--compare A B: a paired bootstrap test of B against A.")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR",
+                   help="run folders, or folders holding seed-* run folders")
+    p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                   help="paired test of RUN_B against RUN_A on the same utterances (run folders, "
+                   "or folders of seed-* runs: then the mean over seeds is compared)")
+    p.add_argument("--out", metavar="DIR", help="write summary.{md,json,csv} here (and, for a "
+                   "single run, its full report with plots; with --compare, compare.{md,json})")
+    p.add_argument("--split", default="test", help="predictions_<split>.csv to score (default: test)")
+    p.add_argument("--n-resamples", type=_positive, default=None,
+                   help="bootstrap resamples (default: 1000 for intervals, 10000 for --compare)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+
+    p = _command(sub, "sweep", "multiemo.sweep.cli:run_command",
+                 "hyperparameter search or ablation study on Optuna, chosen on validation",
+                 overrides=True)
+    p.add_argument("--config", required=True, help="sweep or study YAML (configs/sweeps/*.yaml, "
+                   "configs/studies/*.yaml)")
+    p.add_argument("--study-dir", required=True, help="folder of the study (created; rerun to resume)")
+    p.add_argument("--workers", type=_positive, default=1,
+                   help="worker processes on this machine (default 1)")
+    p.add_argument("--workers-per-gpu", type=_positive, default=1,
+                   help="with CUDA: workers sharing each visible GPU (default 1)")
+    p.add_argument("--storage", help="Optuna storage URL (default: a journal file in the study "
+                   "folder), e.g. postgresql://user@host/db for a cluster")
+    p.add_argument("--no-final", action="store_true", help="run the trials only: no final "
+                   "seeds on test, no summary (a worker that joins another machine's study)")
+    p.add_argument("--summary-only", action="store_true",
+                   help="no new trials: retrain the best and write the summary")
+
+    p = _command(sub, "import-official", "multiemo.data.official:run_command",
+                 "convert the released feature pickles to stores",
+                 description="Convert the feature pickles released with the official MultiEMO "
+                 "code (Speakers.pkl, TextFeatures.pkl, AudioFeatures.pkl, VisualFeatures.pkl) "
+                 "into OUT/corpus.json and OUT/features/{text,audio,visual}.safetensors. "
+                 "Unpickling runs code: use only pickles from a trusted source.")
+    p.add_argument("--dataset", required=True, choices=("iemocap", "meld"))
+    p.add_argument("--src", required=True, metavar="DIR", help="folder holding the released pickles (e.g. Data/MELD)")
+    p.add_argument("--out", required=True, metavar="DIR", help="where to write corpus.json and features/")
+
+    corpus = sub.add_parser("corpus", help="read a raw corpus: stats, or build corpus.json",
+                            description="Read a raw corpus release (MELD CSVs, IEMOCAP).")
+    corpus_sub = corpus.add_subparsers(title="corpus commands", metavar="ACTION", required=True)
+    for name, text in (("stats", "print dialogues, utterances and label counts per split"),
+                       ("build", "write the corpus.json that extraction and training read")):
+        p = _command(corpus_sub, name, "multiemo.data.cli:run_command", text)
+        p.set_defaults(command=f"corpus {name}", action=name)
+        p.add_argument("--dataset", required=True, choices=("meld", "iemocap"))
+        p.add_argument("--root", required=True, help="the raw release (MELD: the CSV folder)")
+        p.add_argument("--media-root", default=None, help="MELD: the folder of the clip folders")
+        p.add_argument("--skip-bad-rows", action="store_true",
+                       help="skip and count bad rows instead of stopping at the first")
+        if name == "stats":
+            p.add_argument("--json", action="store_true", help="print JSON")
+        else:
+            p.add_argument("--out", required=True, help="corpus.json to write")
+
+    extract = sub.add_parser("extract", help="batch feature extraction: text, audio or visual",
+                             description="Batch feature extraction jobs (shardable, resumable).")
+    extract_sub = extract.add_subparsers(title="modalities", metavar="MODALITY", required=True)
+    for name, text in (("text", "context-aware transformer utterance features (frozen or fine-tuned)"),
+                       ("audio", "utterance-level audio features into a feature store"),
+                       ("visual", "utterance-level visual features (VisExtNet faces or whole frames)")):
+        p = _command(extract_sub, name, f"feature_extraction.{name}:run_command", text, overrides=True)
+        p.set_defaults(command=f"extract {name}")
+        _job_arguments(p)
+        if name == "text":
+            p.add_argument("--finetune-only", action="store_true",
+                           help="only fine-tune (mode: finetune), e.g. before starting N shards")
+    return parser
+
+
+def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``key=value`` words apart from the rest, so they may stand anywhere on the line."""
+    rest, overrides = [], []
+    for word in argv:
+        (overrides if _OVERRIDE.match(word) else rest).append(word)
+    return rest, overrides
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0
-    if argv[0] == "--version":
+    parser = build_parser()
+    rest, overrides = _split_overrides(argv)
+    try:
+        args = parser.parse_args(rest)
+    except SystemExit as stop:  # --help (0) or a usage error (2)
+        return int(stop.code or 0)
+    if args.version:
         from multiemo import __version__
         print(__version__)
         return 0
-    name, rest = argv[0], argv[1:]
-    if name == "extract":
-        if not rest or rest[0] not in EXTRACTORS:
-            print(f"usage: multiemo extract {{{','.join(EXTRACTORS)}}} --config FILE ...",
-                  file=sys.stderr)
-            return 2
-        module, rest = EXTRACTORS[rest[0]], rest[1:]
-    elif name in COMMANDS:
-        module = COMMANDS[name][0]
-    else:
-        print(f"multiemo: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 0
+    if overrides and not args.takes_overrides:
+        print(f"multiemo {args.command}: error: unexpected argument(s) {' '.join(overrides)} "
+              f"(this command takes no key=value overrides)", file=sys.stderr)
         return 2
-    return int(importlib.import_module(module).main(rest) or 0)
+    if args.takes_overrides:
+        args.overrides = [*args.overrides, *overrides]
+    from multiemo.errors import UserError
+
+    module, function = args.handler.split(":")
+    try:
+        return int(getattr(importlib.import_module(module), function)(args) or 0)
+    except UserError as err:
+        print(f"multiemo {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"multiemo {args.command}: interrupted; what was finished is kept (rerun to resume)",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

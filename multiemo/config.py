@@ -28,6 +28,7 @@ multiemo.config.ConfigError: key 'flag' (from the command line): expected a bool
 """
 
 
+from multiemo.errors import UserError
 import dataclasses
 import types
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ __all__ = ["ConfigError", "build", "load", "to_dict", "dump_yaml", "parse_overri
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration key or value that does not fit the dataclass it is meant for."""
 
 
@@ -202,6 +203,14 @@ class TrainConfig:
     plateau_patience: int = 10
     plateau_threshold: float = 1e-6
     seed: int = 2023
+    select_metric: Literal["weighted_f1", "macro_f1"] = "weighted_f1"  # validation metric that picks the epoch
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be positive, got {self.lr}")
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,15 @@ The numbers say nothing about MELD or IEMOCAP: the data are synthetic.
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from multiemo.config import Config, DataConfig, LossConfig, ModelConfig, RuntimeConfig, TrainConfig
 
-__all__ = ["demo_config", "run_demo", "main"]
+__all__ = ["demo_config", "run_demo", "run_command", "main"]
 
 DIMS = {"text": 32, "audio": 24, "visual": 40}
 
@@ -62,13 +62,8 @@ def run_demo(out: Path, epochs: int = 8, seed: int = 2023, verbose: bool = False
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="multiemo demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", help="folder for the synthetic data and the runs (default: a temporary folder)")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=2023)
-    parser.add_argument("--verbose", action="store_true", help="print every epoch")
-    args = parser.parse_args(argv)
+def run_command(args) -> int:
+    """``multiemo demo`` (the options are declared in :mod:`multiemo.cli`)."""
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="multiemo-demo-"))
     print(f"[demo] SYNTHETIC data: each modality carries part of the label; runs in {out}", flush=True)
     started = time.perf_counter()
@@ -85,3 +80,9 @@ def main(argv: list[str] | None = None) -> int:
           f"Total {time.perf_counter() - started:.0f} s.")
     (out / "demo.json").write_text(json.dumps({"weighted_f1": results, "fusion_wins": fused > best_single}))
     return 0 if fused > best_single else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``multiemo demo ...`` from Python."""
+    from multiemo.cli import main as cli_main
+    return cli_main(['demo', *(sys.argv[1:] if argv is None else argv)])

@@ -8,6 +8,9 @@ independent). :func:`write_report` writes ``report.md``, ``report.csv``, ``repor
 ``confusion_matrix.png`` and ``per_class_f1.png``. :func:`aggregate` / :func:`format_table` /
 :func:`write_summary` turn several runs (e.g. seeds) into one table of mean ± std, where std is
 the *sample* standard deviation (``ddof=1``; undefined, shown as ``-``, for a single run).
+:func:`compare_runs` / :func:`compare_groups` test one run (or the mean of several seeds) against
+another on the same utterances, paired by id, with a paired bootstrap over dialogues;
+:func:`format_comparison` puts the result in a table.
 
 ``multiemo report RUN_DIR [RUN_DIR ...]`` re-scores runs offline from their
 ``predictions_<split>.csv`` (no model needed); a folder holding ``seed-*`` subfolders stands for
@@ -27,11 +30,13 @@ all the runs inside them.
 
 from __future__ import annotations
 
-import argparse
+from multiemo.errors import UserError
+
 import csv
 import io
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,11 +44,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS, atomic_write_text
-from multiemo.metrics import bootstrap_interval, classification_scores
+from multiemo.metrics import bootstrap_interval, classification_scores, paired_bootstrap
 
 __all__ = ["PAPER_ROWS", "ReportError", "paper_row", "score_report", "write_report",
            "report_markdown", "report_csv", "aggregate", "format_table", "write_summary",
-           "load_run", "find_runs", "main"]
+           "load_run", "find_runs", "compare_groups", "compare_runs", "format_comparison",
+           "run_command", "main"]
 
 REPORT_FORMAT = "multiemo-report"
 REPORT_VERSION = 1
@@ -86,7 +92,7 @@ PAPER_ROWS: dict[str, dict[str, Any]] = {
 }
 
 
-class ReportError(ValueError):
+class ReportError(UserError):
     """A run or set of runs that cannot be reported as asked; names the folder or file."""
 
 
@@ -465,8 +471,10 @@ def _run_meta(run_dir: Path) -> dict:
 
 
 def load_run(run_dir: str | Path, split: str = "test") -> dict:
-    """Read a run's predictions: ``{"dataset", "labels", "y_true", "y_pred", "groups", "meta"}``.
+    """Read a run's predictions: ``{"dataset", "labels", "y_true", "y_pred", "groups", "ids",
+    "meta"}``.
 
+    ``ids`` are the utterance ids (the ``utterance_id`` column), None when the file has none.
     Labels come from ``run.json`` (class names in index order), else from the ``p_<class>``
     columns of the predictions file; the dataset from ``run.json`` or ``config.yaml``.
     """
@@ -498,49 +506,201 @@ def load_run(run_dir: str | Path, split: str = "test") -> dict:
         raise ReportError(f"{path}: no predictions")
     return {"dataset": str(meta.get("dataset", "unknown")), "labels": list(labels),
             "y_true": y_true, "y_pred": y_pred, "groups": [row["dialogue_id"] for row in rows],
+            "ids": [row["utterance_id"] for row in rows] if "utterance_id" in fields else None,
             "meta": meta}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="multiemo report",
-        description="Re-score runs from their predictions_<split>.csv and print the per-class "
-                    "table beside the paper's MultiEMO row (several runs: mean ± std).")
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
-                        help="run folders, or folders holding seed-* run folders")
-    parser.add_argument("--out", metavar="DIR", help="write summary.{md,json,csv} here (and, "
-                        "for a single run, its full report with plots)")
-    parser.add_argument("--split", default="test", help="predictions_<split>.csv to score "
-                        "(default: test)")
-    parser.add_argument("--n-resamples", type=int, default=1000,
-                        help="bootstrap resamples for the weighted-F1 interval (default: 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        runs = find_runs(args.runs, args.split)
-        loaded = [load_run(path, args.split) for _, path in runs]
-        names = [name for name, _ in runs]
-        for (name, _), run in zip(runs[1:], loaded[1:]):
-            for key in ("dataset", "labels"):
-                if run[key] != loaded[0][key]:
-                    raise ReportError(f"cannot report runs of different {key} together: "
-                                      f"{names[0]} has {loaded[0][key]!r}, {name} has "
-                                      f"{run[key]!r}")
-        reports = []
-        for (name, path), run in zip(runs, loaded):
-            extra = {"run": name, "run_dir": str(path),
-                     **{k: run["meta"][k] for k in ("seed", "best_epoch") if k in run["meta"]}}
-            kwargs = dict(groups=run["groups"], split=args.split, extra=extra,
-                          n_resamples=args.n_resamples, seed=args.seed)
-            if args.out and len(runs) == 1:
-                reports.append(write_report(args.out, run["y_true"], run["y_pred"],
-                                            run["labels"], run["dataset"], **kwargs))
-            else:
-                reports.append(score_report(run["y_true"], run["y_pred"], run["labels"],
-                                            run["dataset"], **kwargs))
-    except ReportError as err:
-        print(f"multiemo report: error: {err}", file=sys.stderr)
-        return 1
+# -- comparing runs -----------------------------------------------------------------------------
+
+def _run_ids(run: dict, name: str) -> dict[str, int]:
+    """Row index of every utterance id of a loaded run."""
+    if run["ids"] is None:
+        raise ReportError(f"{name}: its predictions have no utterance_id column, so they cannot "
+                          f"be paired with another run's")
+    index = {uid: i for i, uid in enumerate(run["ids"])}
+    if len(index) != len(run["ids"]):
+        dup = next(uid for i, uid in enumerate(run["ids"]) if index[uid] != i)
+        raise ReportError(f"{name}: utterance id {dup!r} occurs more than once")
+    return index
+
+
+def _align(run: dict, name: str, ref: dict, ref_name: str) -> np.ndarray:
+    """``run``'s predictions in ``ref``'s row order and label indices, after checking both runs
+    score the same dataset, classes, utterances, gold labels and dialogues."""
+    if run["dataset"] != ref["dataset"]:
+        raise ReportError(f"cannot compare runs of different datasets: {ref_name} has "
+                          f"{ref['dataset']!r}, {name} has {run['dataset']!r}")
+    if sorted(run["labels"]) != sorted(ref["labels"]):
+        raise ReportError(f"cannot compare runs with different classes: {ref_name} has "
+                          f"{ref['labels']}, {name} has {run['labels']}")
+    ref_ids, ids = _run_ids(ref, ref_name), _run_ids(run, name)
+    if ids.keys() != ref_ids.keys():
+        parts = [f"{len(only)} only in {who} (e.g. {sorted(only)[0]!r})"
+                 for only, who in ((ref_ids.keys() - ids.keys(), ref_name),
+                                   (ids.keys() - ref_ids.keys(), name)) if only]
+        raise ReportError(f"{ref_name} and {name} do not cover the same utterances: "
+                          + ", ".join(parts))
+    rows = np.array([ids[uid] for uid in ref["ids"]])
+    to_ref = np.array([ref["labels"].index(label) for label in run["labels"]])
+    for key, mine, theirs in (("gold label", to_ref[np.asarray(run["y_true"])[rows]],
+                               np.asarray(ref["y_true"])),
+                              ("dialogue", np.asarray(run["groups"])[rows],
+                               np.asarray(ref["groups"]))):
+        differ = np.flatnonzero(mine != theirs)
+        if differ.size:
+            raise ReportError(f"{ref_name} and {name} disagree on the {key} of {differ.size} "
+                              f"utterance(s) (e.g. {ref['ids'][differ[0]]!r})")
+    return to_ref[np.asarray(run["y_pred"])[rows]]
+
+
+def _group_name(paths: Sequence[str | Path]) -> str:
+    """A run's folder name, or the common folder of several runs and their number."""
+    resolved = [str(Path(p).resolve()) for p in paths]
+    if len(resolved) == 1:
+        return Path(resolved[0]).name
+    return f"{Path(os.path.commonpath(resolved)).name or 'runs'} (n={len(resolved)})"
+
+
+def compare_groups(runs_a: Sequence[str | Path], runs_b: Sequence[str | Path],
+                   split: str = "test", n_resamples: int = 10000, seed: int = 0, *,
+                   names: tuple[str, str] | None = None) -> dict:
+    """Paired bootstrap test of runs B against runs A on the same utterances (e.g. seeds of a
+    variant against seeds of a reference), in percent.
+
+    Predictions are paired by utterance id (row order does not matter). Each side's score is the
+    mean over its runs of each metric (per-class F1, weighted-F1), recomputed on every resample
+    of the dialogues; see :func:`multiemo.metrics.paired_bootstrap`.
+
+    Args:
+        runs_a, runs_b: run folders (each with ``predictions_<split>.csv``), at least one a side.
+        split: which predictions to compare.
+        n_resamples, seed: of the bootstrap.
+        names: the two sides' names; default their folder names (several runs: the folder they
+            share and their number).
+
+    Returns:
+        ``{"format", "version", "unit", "dataset", "split", "labels", "name_a", "name_b",
+        "runs_a", "runs_b", "num_utterances", "num_dialogues", "weighted_f1": {"a", "b",
+        "diff", "ci_low", "ci_high", "p_value"}, "per_class_f1": {the same, lists in label
+        order}, "test": {...}}``: scores, ``diff`` (B - A) and its interval in %, p-values as
+        fractions.
+
+    Raises:
+        ReportError: a side without runs, a run that cannot be read, or runs that differ in
+            dataset, classes, utterance ids, gold labels or dialogues (naming both runs).
+    """
+    if not runs_a or not runs_b:
+        raise ReportError(f"need at least one run a side, got {len(runs_a)} and {len(runs_b)}")
+    paths = [str(p) for p in list(runs_a) + list(runs_b)]
+    loaded = [load_run(path, split) for path in paths]
+    ref, ref_name = loaded[0], paths[0]
+    preds = [_align(run, name, ref, ref_name) for run, name in zip(loaded, paths)]
+    n_a = len(runs_a)
+    test = paired_bootstrap(ref["y_true"], np.stack(preds[:n_a]), np.stack(preds[n_a:]),
+                            ref["groups"], num_classes=len(ref["labels"]),
+                            n_resamples=n_resamples, seed=seed)
+
+    def percent(scores: dict) -> dict:
+        return {key: value if key == "p_value" else
+                ([100 * v for v in value] if isinstance(value, list) else 100 * value)
+                for key, value in scores.items()}
+
+    name_a, name_b = names if names is not None else (_group_name(runs_a), _group_name(runs_b))
+    return {
+        "format": "multiemo-comparison", "version": 1, "unit": "percent",
+        "dataset": ref["dataset"], "split": split, "labels": list(ref["labels"]),
+        "name_a": name_a, "name_b": name_b, "runs_a": paths[:n_a], "runs_b": paths[n_a:],
+        "num_utterances": len(ref["y_true"]), "num_dialogues": test["num_units"],
+        "weighted_f1": percent(test["weighted_f1"]),
+        "per_class_f1": percent(test["per_class_f1"]),
+        "test": {"method": "paired bootstrap", "resampled": "dialogues",
+                 "alternative": "two-sided", "n_resamples": test["n_resamples"],
+                 "seed": seed, "confidence": test["confidence"],
+                 "p_value": "(1 + #{|d* - d| >= |d|}) / (1 + R)",
+                 "runs_averaged": [test["runs_a"], test["runs_b"]]},
+    }
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test",
+                 n_resamples: int = 10000, seed: int = 0) -> dict:
+    """Paired bootstrap test of run B against run A: :func:`compare_groups` with one run a
+    side (same dict, in percent)."""
+    return compare_groups([run_a], [run_b], split, n_resamples, seed)
+
+
+def _fmt_p(p: float) -> str:
+    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def format_comparison(cmp: dict) -> str:
+    """Markdown of a :func:`compare_runs` / :func:`compare_groups` dict: rows A, B, the
+    difference B - A with its interval, and the p-value; columns per-class F1 in the paper's
+    order, then weighted-F1; then a line saying how the test was made."""
+    order, columns = _column_order(cmp["dataset"], cmp["labels"])
+
+    def values(key: str) -> list[float]:  # per-class in column order, then weighted-F1
+        return [cmp["per_class_f1"][key][i] for i in order] + [cmp["weighted_f1"][key]]
+
+    test = cmp["test"]
+    confidence = int(round(100 * test["confidence"]))
+    rows = [[f"A: {cmp['name_a']}"] + [_fmt(v) for v in values("a")],
+            [f"B: {cmp['name_b']}"] + [_fmt(v) for v in values("b")],
+            [f"B − A ({confidence}% CI)"]
+            + [f"{d:+.2f} [{low:+.2f}, {high:+.2f}]"
+               for d, low, high in zip(values("diff"), values("ci_low"), values("ci_high"))],
+            ["p (two-sided)"] + [_fmt_p(v) for v in values("p_value")]]
+    averaged = test.get("runs_averaged", [1, 1])
+    means = ("" if averaged == [1, 1] else
+             f"; each side is the mean over its runs (A {averaged[0]}, B {averaged[1]}), "
+             f"recomputed on every resample")
+    note = (f"{cmp['dataset']} {cmp['split']} split, {cmp['num_utterances']} utterances in "
+            f"{cmp['num_dialogues']} dialogues; F1 in %. Paired bootstrap over dialogues "
+            f"({test['n_resamples']} resamples, seed {test['seed']}): both sides are scored on "
+            f"the same resampled dialogues{means}; {confidence}% percentile interval of the "
+            f"difference d = B − A, two-sided p = (1 + #{{|d* − d| ≥ |d|}}) / (1 + R) for "
+            f"no difference.")
+    return _markdown(["run"] + columns + [_HEADERS["weighted_f1"]], rows) + "\n\n" + note
+
+
+def run_command(args) -> int:
+    """``multiemo report`` (the options are declared in :mod:`multiemo.cli`)."""
+    if args.compare:
+        if args.runs:
+            raise ReportError("--compare RUN_A RUN_B takes no other run folders")
+        a, b = ([path for _, path in find_runs([x], args.split)] for x in args.compare)
+        cmp = compare_groups(a, b, args.split, n_resamples=args.n_resamples or 10000, seed=args.seed,
+                             names=list(args.compare))
+        text = format_comparison(cmp)
+        print(text)
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "compare.md", text + "\n")
+            atomic_write_text(out / "compare.json", json.dumps(cmp, indent=1) + "\n")
+            print(f"\nwrote {out / 'compare.md'} (and .json)")
+        return 0
+    if not args.runs:
+        raise ReportError("name at least one run folder (or --compare RUN_A RUN_B)")
+    runs = find_runs(args.runs, args.split)
+    loaded = [load_run(path, args.split) for _, path in runs]
+    names = [name for name, _ in runs]
+    for (name, _), run in zip(runs[1:], loaded[1:]):
+        for key in ("dataset", "labels"):
+            if run[key] != loaded[0][key]:
+                raise ReportError(f"cannot report runs of different {key} together: "
+                                  f"{names[0]} has {loaded[0][key]!r}, {name} has {run[key]!r}")
+    reports = []
+    for (name, path), run in zip(runs, loaded):
+        extra = {"run": name, "run_dir": str(path),
+                 **{k: run["meta"][k] for k in ("seed", "best_epoch") if k in run["meta"]}}
+        kwargs = dict(groups=run["groups"], split=args.split, extra=extra,
+                      n_resamples=args.n_resamples or 1000, seed=args.seed)
+        if args.out and len(runs) == 1:
+            reports.append(write_report(args.out, run["y_true"], run["y_pred"],
+                                        run["labels"], run["dataset"], **kwargs))
+        else:
+            reports.append(score_report(run["y_true"], run["y_pred"], run["labels"],
+                                        run["dataset"], **kwargs))
     if len(reports) == 1:
         print(report_markdown(reports[0], names[0]))
     else:
@@ -549,6 +709,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_summary(args.out, reports, names)
         print(f"\nwrote {Path(args.out) / 'summary.md'} (and .json, .csv)")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``multiemo report ...`` from Python."""
+    from multiemo.cli import main as cli_main
+    return cli_main(["report", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

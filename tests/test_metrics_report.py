@@ -12,9 +12,10 @@ from sklearn.metrics import f1_score
 
 from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS
 from multiemo.metrics import (bootstrap_interval, classification_scores, confusion,
-                              weighted_f1_from_confusion)
-from multiemo.report import (PAPER_ROWS, ReportError, aggregate, format_table, main, paper_row,
-                             write_report, write_summary)
+                              paired_bootstrap, weighted_f1_from_confusion)
+from multiemo.report import (PAPER_ROWS, ReportError, aggregate, compare_groups, compare_runs,
+                             format_comparison, format_table, main, paper_row, write_report,
+                             write_summary)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -283,16 +284,196 @@ def test_cli_expands_seed_folders(tmp_path, capsys):
 
 def test_cli_errors(tmp_path, capsys):
     _fake_run(tmp_path / "empty", predictions=False)
-    assert main([str(tmp_path / "empty")]) == 1
+    assert main([str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert "empty" in err and "predictions_test.csv" in err
-    assert main([str(tmp_path / "missing")]) == 1
+    assert main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     _fake_run(tmp_path / "meld")
     _fake_run(tmp_path / "iemocap", dataset="iemocap", labels=IEMOCAP_LABELS)
-    assert main([str(tmp_path / "meld"), str(tmp_path / "iemocap")]) == 1
+    assert main([str(tmp_path / "meld"), str(tmp_path / "iemocap")]) == 2
     err = capsys.readouterr().err
     assert "different dataset" in err and "iemocap" in err
-    with pytest.raises(SystemExit) as exc:
-        main(["--help"])
-    assert exc.value.code == 0
+    assert main(["--help"]) == 0
+
+
+# -- paired comparison --------------------------------------------------------------------------
+
+def _predict(t, k, accuracy, seed):
+    """Right on about ``accuracy`` of the items, else a wrong class."""
+    rng = np.random.default_rng(seed)
+    wrong = (t + rng.integers(1, k, t.size)) % k
+    return np.where(rng.random(t.size) < accuracy, t, wrong)
+
+
+def _two_systems(n_dialogues=200, per_dialogue=5, k=4, acc_a=0.5, acc_b=0.9, seed=0):
+    t = np.random.default_rng(seed).integers(0, k, n_dialogues * per_dialogue)
+    return (t, _predict(t, k, acc_a, seed + 1), _predict(t, k, acc_b, seed + 2),
+            np.repeat(np.arange(n_dialogues), per_dialogue))
+
+
+def test_paired_bootstrap_identical_predictions_have_p_one():
+    t, a, _, groups = _two_systems(n_dialogues=50)
+    result = paired_bootstrap(t, a, a, groups, n_resamples=500)
+    assert result["weighted_f1"]["diff"] == 0.0 and result["weighted_f1"]["p_value"] == 1.0
+    assert result["weighted_f1"]["ci_low"] == result["weighted_f1"]["ci_high"] == 0.0
+    assert result["per_class_f1"]["p_value"] == [1.0] * 4
+    assert result["resampled"] == "dialogues" and result["num_units"] == 50
+
+
+def test_paired_bootstrap_detects_a_clearly_better_system():
+    t, a, b, groups = _two_systems()
+    result = paired_bootstrap(t, a, b, groups, n_resamples=2000, seed=1)
+    w = result["weighted_f1"]
+    assert w["diff"] > 0.3 and 0 < w["ci_low"] <= w["diff"] <= w["ci_high"]
+    assert w["p_value"] < 0.01 and w["p_value"] == pytest.approx(1 / 2001)
+    assert all(low > 0 for low in result["per_class_f1"]["ci_low"])
+    # B against A is the mirror image
+    back = paired_bootstrap(t, b, a, groups, n_resamples=2000, seed=1)
+    assert back["weighted_f1"]["diff"] == pytest.approx(-w["diff"])
+    assert back["weighted_f1"]["ci_high"] == pytest.approx(-w["ci_low"])
+    # no difference in truth: a large p most of the time (here: for this seed)
+    a2 = _predict(t, 4, 0.5, seed=7)
+    assert paired_bootstrap(t, a, a2, groups, n_resamples=500)["weighted_f1"]["p_value"] > 0.05
+
+
+def test_paired_bootstrap_observed_values_match_sklearn_and_are_reproducible():
+    t, a, b, groups = _two_systems(n_dialogues=40, k=5, acc_b=0.7)
+    result = paired_bootstrap(t, a, b, groups, num_classes=6, n_resamples=300, seed=4)
+    for side, pred in (("a", a), ("b", b)):
+        assert result["weighted_f1"][side] == pytest.approx(
+            f1_score(t, pred, labels=range(6), average="weighted", zero_division=0))
+        assert result["per_class_f1"][side] == pytest.approx(
+            f1_score(t, pred, labels=range(6), average=None, zero_division=0))
+    assert result["per_class_f1"]["diff"] == pytest.approx(
+        np.subtract(result["per_class_f1"]["b"], result["per_class_f1"]["a"]))
+    assert result["per_class_f1"]["p_value"][5] == 1.0  # class 5 never occurs
+    assert result == paired_bootstrap(t, a, b, groups, num_classes=6, n_resamples=300, seed=4)
+    assert result != paired_bootstrap(t, a, b, groups, num_classes=6, n_resamples=300, seed=5)
+    utterances = paired_bootstrap(t, a, b, num_classes=6, n_resamples=300)
+    assert utterances["resampled"] == "utterances" and utterances["num_units"] == t.size
+
+
+def test_paired_bootstrap_averages_several_runs_a_side():
+    t, a, b, groups = _two_systems(n_dialogues=40)
+    a2, b2 = _predict(t, 4, 0.5, seed=5), _predict(t, 4, 0.9, seed=6)
+    result = paired_bootstrap(t, np.stack([a, a2]), [b, b2, b], groups, n_resamples=200)
+    expected_a = np.mean([f1_score(t, p, average="weighted") for p in (a, a2)])
+    expected_b = np.mean([f1_score(t, p, average="weighted") for p in (b, b2, b)])
+    assert result["weighted_f1"]["a"] == pytest.approx(expected_a)
+    assert result["weighted_f1"]["b"] == pytest.approx(expected_b)
+    assert (result["runs_a"], result["runs_b"]) == (2, 3)
+    # one run given as (1, N) is the single-run case
+    assert paired_bootstrap(t, a[None], b, groups, n_resamples=50) == \
+        paired_bootstrap(t, a, b, groups, n_resamples=50)
+
+
+def test_paired_bootstrap_rejects_bad_input():
+    with pytest.raises(ValueError, match="y_true has 3 labels but pred_b has 2"):
+        paired_bootstrap([0, 1, 1], [0, 1, 0], [0, 1])
+    with pytest.raises(ValueError, match="n_resamples must be at least 1, got 0"):
+        paired_bootstrap([0, 1], [0, 1], [0, 1], n_resamples=0)
+    with pytest.raises(ValueError, match="groups has 1 entries for 2 labels"):
+        paired_bootstrap([0, 1], [0, 1], [0, 1], groups=["d0"])
+    with pytest.raises(ValueError, match="pred_a holds class indices outside 0..1"):
+        paired_bootstrap([0, 1], [0, 2], [0, 1], num_classes=2)
+
+
+def _write_predictions(run_dir: Path, rows, labels=("neutral", "joy", "anger"), dataset="meld"):
+    """rows: (utterance_id, dialogue_id, gold, predicted) with class names."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"dataset": dataset, "labels": list(labels)}))
+    with (run_dir / "predictions_test.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["utterance_id", "dialogue_id", "label", "prediction"]
+                        + [f"p_{name}" for name in labels])
+        for uid, dia, gold, pred in rows:
+            writer.writerow([uid, dia, gold, pred] + [1.0 if name == pred else 0.0
+                                                      for name in labels])
+
+
+def _toy_rows(n_dialogues=30, per_dialogue=4, accuracy=0.5, seed=0,
+              labels=("neutral", "joy", "anger")):
+    """Same gold labels whatever ``seed``, which draws the predictions."""
+    t = np.random.default_rng(0).integers(0, len(labels), n_dialogues * per_dialogue)
+    p = _predict(t, len(labels), accuracy, seed + 1)
+    return [(f"dia{i // per_dialogue}_utt{i % per_dialogue}", f"dia{i // per_dialogue}",
+             labels[g], labels[q]) for i, (g, q) in enumerate(zip(t, p))]
+
+
+def test_compare_runs_pairs_by_utterance_id(tmp_path):
+    rows_a = _toy_rows(accuracy=0.5)
+    rows_b = [(uid, dia, gold, gold if i % 10 else pred)  # B: right on 90%
+              for i, (uid, dia, gold, pred) in enumerate(rows_a)]
+    _write_predictions(tmp_path / "a", rows_a)
+    _write_predictions(tmp_path / "b", rows_b[::-1])  # another row order
+    cmp = compare_runs(tmp_path / "a", tmp_path / "b", n_resamples=500)
+    assert json.loads(json.dumps(cmp)) == cmp
+    assert (cmp["name_a"], cmp["name_b"], cmp["dataset"]) == ("a", "b", "meld")
+    assert (cmp["num_utterances"], cmp["num_dialogues"]) == (120, 30)
+    gold = [r[2] for r in rows_a]
+    for side, rows in (("a", rows_a), ("b", rows_b)):
+        expected = f1_score(gold, [r[3] for r in rows], average="weighted")
+        assert cmp["weighted_f1"][side] == pytest.approx(100 * expected)
+    w = cmp["weighted_f1"]
+    assert w["diff"] > 20 and w["ci_low"] > 0 and w["p_value"] < 0.01
+    same = compare_runs(tmp_path / "a", tmp_path / "a", n_resamples=100)
+    assert same["weighted_f1"]["p_value"] == 1.0 and same["weighted_f1"]["diff"] == 0.0
+
+    table = format_comparison(cmp)
+    lines = table.splitlines()
+    assert lines[0] == "| run | Neutral | Joy | Anger | w-F1 |"
+    assert [line.split(" | ")[0] for line in lines[2:6]] == [
+        "| A: a", "| B: b", "| B − A (95% CI)", "| p (two-sided)"]
+    assert f"{w['diff']:+.2f} [{w['ci_low']:+.2f}, {w['ci_high']:+.2f}]" in lines[4]
+    assert "paired bootstrap over dialogues (500 resamples" in table.lower()
+
+
+def test_compare_groups_and_paper_column_order(tmp_path):
+    labels = MELD_LABELS
+    for side, accuracies in (("a", (0.4, 0.5)), ("b", (0.8, 0.9))):
+        for s, acc in enumerate(accuracies):
+            _write_predictions(tmp_path / side / f"seed-{s}",
+                               _toy_rows(accuracy=acc, seed=s, labels=labels), labels)
+    runs_a = [tmp_path / "a" / "seed-0", tmp_path / "a" / "seed-1"]
+    runs_b = [tmp_path / "b" / "seed-0", tmp_path / "b" / "seed-1"]
+    cmp = compare_groups(runs_a, runs_b, n_resamples=300)
+    assert (cmp["name_a"], cmp["name_b"]) == ("a (n=2)", "b (n=2)")
+    assert cmp["test"]["runs_averaged"] == [2, 2]
+    singles = [compare_runs(a, b, n_resamples=10) for a, b in zip(runs_a, runs_b)]
+    assert cmp["weighted_f1"]["a"] == pytest.approx(np.mean([c["weighted_f1"]["a"]
+                                                             for c in singles]))
+    assert cmp["weighted_f1"]["p_value"] < 0.01
+    table = format_comparison(cmp)
+    assert table.startswith("| run | Neutral | Surprise | Fear | Sadness | Joy | Disgust | "
+                            "Anger | w-F1 |")
+    assert "mean over its runs (A 2, B 2)" in table
+
+
+def test_compare_runs_rejects_runs_on_different_utterances(tmp_path):
+    rows = _toy_rows()
+    _write_predictions(tmp_path / "full", rows)
+    _write_predictions(tmp_path / "short", rows[:57] + rows[58:])
+    with pytest.raises(ReportError, match=r"1 only in .*full \(e.g. 'dia14_utt1'\)") as err:
+        compare_runs(tmp_path / "full", tmp_path / "short", n_resamples=10)
+    assert "short" in str(err.value)
+    relabelled = [(u, d, "joy" if i == 3 else g, p) for i, (u, d, g, p) in enumerate(rows)]
+    _write_predictions(tmp_path / "relabelled", relabelled)
+    with pytest.raises(ReportError, match="gold label of 1 utterance.*'dia0_utt3'"):
+        compare_runs(tmp_path / "full", tmp_path / "relabelled", n_resamples=10)
+    _write_predictions(tmp_path / "iemocap", rows, dataset="iemocap")
+    with pytest.raises(ReportError, match="different datasets"):
+        compare_runs(tmp_path / "full", tmp_path / "iemocap", n_resamples=10)
+    _write_predictions(tmp_path / "classes", [(u, d, g, g) for u, d, g, _ in rows],
+                       labels=("neutral", "joy", "anger", "sadness"))
+    with pytest.raises(ReportError, match="different classes"):
+        compare_runs(tmp_path / "full", tmp_path / "classes", n_resamples=10)
+
+
+def test_compare_runs_maps_labels_by_name(tmp_path):
+    rows = _toy_rows(accuracy=0.7)
+    _write_predictions(tmp_path / "a", rows)
+    _write_predictions(tmp_path / "b", rows, labels=("anger", "neutral", "joy"))
+    cmp = compare_runs(tmp_path / "a", tmp_path / "b", n_resamples=50)
+    assert cmp["weighted_f1"]["diff"] == pytest.approx(0.0)
+    assert cmp["per_class_f1"]["a"] == pytest.approx(cmp["per_class_f1"]["b"])

@@ -214,7 +214,7 @@ def test_corpus_cli_stats_and_build(tmp_path, capsys):
     assert stats["splits"]["train"]["dialogues"] == 2
     assert stats["splits"]["test"]["labels"]["fear"] == 1 and stats["info"]["empty_text"] == 1
     assert corpus_main(["stats", "--dataset", "iemocap", "--root", str(small_iemocap(
-        tmp_path / "iemocap"))]) == 1  # sessions 2-4 missing: an error, not a traceback
+        tmp_path / "iemocap"))]) == 2  # sessions 2-4 missing: an error, not a traceback
     assert "Session2" in capsys.readouterr().err
     out = tmp_path / "data" / "corpus.json"
     assert corpus_main(["build", "--dataset", "meld", "--root", str(root), "--out", str(out)]) == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feature_extraction.runner import (Absent, CorpusSource, JobError, add_job_arguments,
+from feature_extraction.runner import (Absent, CorpusSource, JobError,
                                        job_status, load_corpus, merge_job, parse_shard, run_job,
                                        work_dir)
 from multiemo.data.corpus import Corpus, Dialogue, Utterance
@@ -247,10 +247,11 @@ def test_progress_and_summary_go_to_stderr(tmp_path, capsys):
 
 
 def test_cli_helpers(tmp_path):
-    import argparse
-    parser = add_job_arguments(argparse.ArgumentParser())
-    args = parser.parse_intermixed_args(["--config", "c.yaml", "a=1", "--shard", "1/2", "b.c=x"])
-    assert args.overrides == ["a=1", "b.c=x"] and args.shard == (1, 2) and not args.merge
+    from multiemo.cli import _split_overrides, build_parser
+    rest, overrides = _split_overrides(["extract", "audio", "--config", "c.yaml", "a=1", "--shard",
+                                        "1/2", "b.c=x"])
+    args = build_parser().parse_args(rest)
+    assert overrides == ["a=1", "b.c=x"] and args.shard == (1, 2) and not args.merge
     corpus = toy_corpus(2)
     corpus.save(tmp_path / "corpus.json")
     assert load_corpus(CorpusSource(path=str(tmp_path / "corpus.json"))) == corpus

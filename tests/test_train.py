@@ -12,7 +12,7 @@ from multiemo.data.corpus import Corpus, Dialogue, Utterance
 from multiemo.data.dataset import DataError, collate, DialogueDataset, split_dialogues
 from multiemo.data.store import FeatureStore
 from multiemo.synthetic import make_synthetic_corpus
-from multiemo import train as train_module
+from multiemo import engine as train_module
 
 DIMS = {"text": 12, "audio": 10, "visual": 14}
 SMALL = ["model.text_dim=12", "model.audio_dim=10", "model.visual_dim=14", "model.num_classes=4",
@@ -50,14 +50,20 @@ def test_train_selects_on_validation_and_writes_the_run_folder(root, tmp_path, c
     assert "test" not in metrics[0]  # test is never scored during training
     run_info = json.loads((r / "run.json").read_text())
     best = max(metrics, key=lambda m: m["valid"]["weighted_f1"])  # first maximum wins
-    assert run_info["best_epoch"] == best["epoch"] and run_info["finished"]
+    assert run_info["best_epoch"] == best["epoch"] and run_info["status"] == "finished"
     report = json.loads((r / "report.json").read_text())
     assert report["extra"]["best_epoch"] == best["epoch"]
     assert "parameters" in (r / "train.log").read_text()
-    # the report is what the best checkpoint gives: evaluate reproduces it
+    # the report is what the best checkpoint gives: evaluate reproduces it, in its own folder
     first = (r / "predictions_test.csv").read_text()
     assert cli(["evaluate", str(r)]) == 0
-    assert (r / "predictions_test.csv").read_text() == first
+    assert (r / "evaluations" / "best" / "predictions_test.csv").read_text() == first
+    # the last checkpoint's scores never overwrite the run's report
+    report = (r / "report.json").read_text()
+    assert cli(["evaluate", str(r), "--checkpoint", "last"]) == 0
+    assert (r / "report.json").read_text() == report
+    last = json.loads((r / "evaluations" / "last" / "run.json").read_text())
+    assert last["scored_from"] == {"checkpoint": "last", "epoch": 3, "seed": 2023}
 
 
 def test_same_seed_same_metrics_and_resume_reaches_the_same_result(root, tmp_path, monkeypatch):
@@ -77,8 +83,7 @@ def test_same_seed_same_metrics_and_resume_reaches_the_same_result(root, tmp_pat
         return real_run_epoch(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "run_epoch", dying_run_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        run(root, tmp_path / "c", "train.epochs=3")
+    assert run(root, tmp_path / "c", "train.epochs=3") == 130  # Ctrl-C: a clean stop
     monkeypatch.setattr(train_module, "run_epoch", real_run_epoch)
     assert [m["epoch"] for m in read_metrics(tmp_path / "c")] == [1]  # the finished epoch is kept
     assert run(root, tmp_path / "c") == 2  # refuses to start over an existing run

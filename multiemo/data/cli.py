@@ -9,13 +9,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from multiemo.data.corpus import Corpus, CorpusError
 
-__all__ = ["main", "read_corpus"]
+__all__ = ["main", "run_command", "read_corpus"]
 
 
 def read_corpus(dataset: str, root: str, *, media_root: str | None = None,
@@ -26,10 +25,10 @@ def read_corpus(dataset: str, root: str, *, media_root: str | None = None,
         return read_meld(root, media_root=media_root, skip_bad_rows=skip_bad_rows)
     if dataset == "iemocap":
         if media_root:
-            raise ValueError("--media-root is for MELD; IEMOCAP media are relative to --root")
+            raise CorpusError("--media-root is for MELD; IEMOCAP media are relative to --root")
         from multiemo.data.iemocap import read_iemocap
         return read_iemocap(root, skip_bad_rows=skip_bad_rows)
-    raise ValueError(f"unknown dataset {dataset!r} (expected meld or iemocap)")
+    raise CorpusError(f"unknown dataset {dataset!r} (expected meld or iemocap)")
 
 
 def format_stats(corpus: Corpus) -> str:
@@ -49,30 +48,11 @@ def format_stats(corpus: Corpus) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="multiemo corpus", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("stats", "print dialogues, utterances and label counts per split"),
-                       ("build", "write the corpus.json that extraction and training read")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--dataset", required=True, choices=("meld", "iemocap"))
-        p.add_argument("--root", required=True, help="the raw release (MELD: the CSV folder)")
-        p.add_argument("--media-root", default=None, help="MELD: the folder of the clip folders")
-        p.add_argument("--skip-bad-rows", action="store_true",
-                       help="skip and count bad rows instead of stopping at the first")
-        if name == "stats":
-            p.add_argument("--json", action="store_true", help="print JSON")
-        else:
-            p.add_argument("--out", required=True, help="corpus.json to write")
-    args = parser.parse_args(argv)
-    try:
-        corpus = read_corpus(args.dataset, args.root, media_root=args.media_root,
-                             skip_bad_rows=args.skip_bad_rows)
-    except (CorpusError, ValueError) as err:
-        print(f"multiemo corpus: {err}", file=sys.stderr)
-        return 1
-    if args.command == "stats":
+def run_command(args) -> int:
+    """``multiemo corpus stats|build`` (the options are declared in :mod:`multiemo.cli`)."""
+    corpus = read_corpus(args.dataset, args.root, media_root=args.media_root,
+                         skip_bad_rows=args.skip_bad_rows)
+    if args.action == "stats":
         if args.json:
             print(json.dumps({**corpus.stats(), "info": corpus.info}, indent=1, ensure_ascii=False))
         else:
@@ -82,3 +62,9 @@ def main(argv: list[str]) -> int:
         print(f"wrote {args.out}: {sum(1 for _ in corpus.utterances())} utterances in "
               f"{len(corpus.dialogues)} dialogues", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``multiemo corpus ...`` from Python."""
+    from multiemo.cli import main as cli_main
+    return cli_main(['corpus', *(sys.argv[1:] if argv is None else argv)])

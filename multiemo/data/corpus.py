@@ -30,6 +30,8 @@ True
 
 from __future__ import annotations
 
+from multiemo.errors import UserError
+
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -48,7 +50,7 @@ FORMAT = "multiemo-corpus"
 VERSION = 1
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """A corpus that breaks a rule; the message names the file and the dialogue or utterance."""
 
 

@@ -10,6 +10,8 @@ dialogue or the utterance ids. A vector the store marks absent is a zero vector 
 
 from __future__ import annotations
 
+from multiemo.errors import UserError
+
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from multiemo.data.store import FeatureStore, StoreError
 __all__ = ["DialogueDataset", "Batch", "collate", "split_dialogues", "open_stores", "DataError"]
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Corpus and stores that cannot be joined as the config asks."""
 
 

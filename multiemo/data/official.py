@@ -30,7 +30,8 @@ pickle, only when asked to import, and it warns: import pickles only from a trus
 
 from __future__ import annotations
 
-import argparse
+from multiemo.errors import UserError
+
 import pickle
 import sys
 import warnings
@@ -43,7 +44,7 @@ from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS, Corpus, CorpusErro
     Utterance
 from multiemo.data.store import StoreError, write_store
 
-__all__ = ["OfficialImportError", "UntrustedPickleWarning", "import_official", "read_official",
+__all__ = ["run_command", "OfficialImportError", "UntrustedPickleWarning", "import_official", "read_official",
            "main", "FEATURE_FILES"]
 
 FEATURE_FILES = {"text": "TextFeatures.pkl", "audio": "AudioFeatures.pkl",
@@ -56,7 +57,7 @@ TRUST_WARNING = ("loading pickles runs code from them: import only pickles from 
                  "(the official MultiEMO release)")
 
 
-class OfficialImportError(ValueError):
+class OfficialImportError(UserError):
     """Released pickles that do not fit the expected layout; names the file, key and item."""
 
 
@@ -309,33 +310,24 @@ def import_official(dataset: str, src: str | Path, out: str | Path) -> Corpus:
     return corpus
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="multiemo import-official",
-        description="Convert the feature pickles released with the official MultiEMO code "
-                    "(Speakers.pkl, TextFeatures.pkl, AudioFeatures.pkl, VisualFeatures.pkl) "
-                    "into OUT/corpus.json and OUT/features/{text,audio,visual}.safetensors. "
-                    "Unpickling runs code: use only pickles from a trusted source.")
-    parser.add_argument("--dataset", required=True, choices=sorted(LABELS))
-    parser.add_argument("--src", required=True, metavar="DIR",
-                        help="folder holding the released pickles (e.g. Data/MELD)")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="where to write corpus.json and features/")
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+def run_command(args) -> int:
+    """``multiemo import-official`` (the options are declared in :mod:`multiemo.cli`)."""
     print(f"multiemo import-official: warning: {TRUST_WARNING}", file=sys.stderr)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UntrustedPickleWarning)  # printed just above
-            corpus = import_official(args.dataset, args.src, args.out)
-    except OfficialImportError as err:
-        print(f"multiemo import-official: error: {err}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrustedPickleWarning)  # printed just above
+        corpus = import_official(args.dataset, args.src, args.out)
     for split, stats in corpus.stats()["splits"].items():
         print(f"{split}: {stats['dialogues']} dialogues, {stats['utterances']} utterances")
     out = Path(args.out)
     print(f"wrote {out / 'corpus.json'} and {out / 'features'}/"
           f"{{{','.join(FEATURE_FILES)}}}.safetensors")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``multiemo import-official ...`` from Python."""
+    from multiemo.cli import main as cli_main
+    return cli_main(['import-official', *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ header; vectors are read, memory-mapped by safetensors, when first asked for.
 
 from __future__ import annotations
 
+from multiemo.errors import UserError
+
 import datetime as _dt
 import json
 import platform
@@ -50,7 +52,7 @@ _LIBRARIES = ("numpy", "torch", "safetensors", "transformers", "opensmile", "lib
               "opencv-python-headless", "scikit-image")
 
 
-class StoreError(ValueError):
+class StoreError(UserError):
     """A feature store that cannot be read or written as asked; names the file and ids."""
 
 

@@ -1,0 +1,380 @@
+"""The training engine: build a training from a config, fit it, test the chosen checkpoint.
+
+``multiemo train``, ``multiemo evaluate``, ``multiemo sweep`` and the benchmarks all go through
+these three steps, so there is one rule for each thing (selection, checkpoints, the test):
+
+- :func:`build_training` makes the data (through a :class:`DataCache`, so a sweep worker reads
+  the stores once for many trials), the model, the loss, the optimizer and the scheduler;
+- :func:`fit` runs the epochs on train and validation only, keeps ``best.pt`` (the epoch of
+  best validation ``train.select_metric``) and ``last.pt`` (for resume), and returns the best
+  validation result. It never builds the test split;
+- :func:`test` scores a checkpoint once on validation and test and writes the predictions and
+  the report.
+
+The test split is read only by :func:`test`: the data of a split is loaded when first asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from multiemo.config import Config, dump_yaml, resolve_device, to_dict
+from multiemo.data.atomic import atomic_path, atomic_write_text
+from multiemo.data.corpus import Corpus
+from multiemo.data.dataset import Batch, DataError, DialogueDataset, collate, open_stores, split_dialogues
+from multiemo.errors import UserError
+from multiemo.losses import MultiEMOLoss, build_loss
+from multiemo.metrics import classification_scores
+from multiemo.model import MultiEMO, build_model, count_parameters
+from multiemo.run import RunDir, RunError
+
+__all__ = ["Prepared", "DataCache", "prepare_data", "Training", "build_training", "FitResult",
+           "fit", "test", "Diverged", "runtime", "loader", "run_epoch", "predict",
+           "save_predictions", "load_checkpoint", "save_checkpoint"]
+
+log = logging.getLogger("multiemo")
+SPLITS = ("train", "valid", "test")
+
+
+class Diverged(UserError):
+    """The training loss became NaN or inf: the run stops and is marked failed."""
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+class Prepared:
+    """A corpus, its train/valid/test dialogues, and the datasets, each built on first use."""
+
+    def __init__(self, cfg: Config) -> None:
+        root = Path(cfg.data.root)
+        path = Path(cfg.data.corpus) if Path(cfg.data.corpus).is_absolute() else root / cfg.data.corpus
+        self.corpus = Corpus.load(path)
+        if len(self.corpus.labels) != cfg.model.num_classes:
+            raise DataError(f"{path}: the corpus has {len(self.corpus.labels)} classes "
+                            f"{list(self.corpus.labels)} but model.num_classes={cfg.model.num_classes}")
+        modalities = cfg.model.modalities
+        self.stores = open_stores(root, {m: getattr(cfg.data, m) for m in modalities},
+                                  {m: getattr(cfg.model, f"{m}_dim") for m in modalities})
+        self.dialogues = split_dialogues(self.corpus, cfg.data.validation, cfg.data.valid_fraction,
+                                         cfg.data.valid_seed)
+        self.num_speakers, self.missing = cfg.model.num_speakers, cfg.data.missing
+        self._datasets: dict[str, DialogueDataset] = {}
+
+    def dataset(self, split: str) -> DialogueDataset:
+        if split not in self._datasets:
+            self._datasets[split] = DialogueDataset(self.corpus, self.dialogues[split], self.stores,
+                                                    self.num_speakers, self.missing)
+        return self._datasets[split]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.corpus.labels
+
+    def sizes(self) -> dict:
+        return {"num_dialogues": {s: len(d) for s, d in self.dialogues.items()},
+                "num_utterances": {s: sum(len(d.utterances) for d in ds)
+                                   for s, ds in self.dialogues.items()}}
+
+
+def _data_key(cfg: Config) -> str:
+    m = cfg.model
+    return json.dumps([to_dict(cfg.data), list(m.modalities), m.num_classes, m.num_speakers,
+                       [getattr(m, f"{x}_dim") for x in m.modalities]])
+
+
+class DataCache:
+    """Prepared data by the config fields that decide it: one read per worker, many trials."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Prepared] = {}
+
+    def get(self, cfg: Config) -> Prepared:
+        key = _data_key(cfg)
+        if key not in self._cache:
+            self._cache[key] = Prepared(cfg)
+        return self._cache[key]
+
+
+def prepare_data(cfg: Config) -> Prepared:
+    return Prepared(cfg)
+
+
+def loader(dataset: DialogueDataset, batch_size: int, shuffle_seed: int | None = None):
+    generator = torch.Generator().manual_seed(shuffle_seed) if shuffle_seed is not None else None
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None,
+                                       generator=generator, collate_fn=collate)
+
+
+# -- the training -------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Training:
+    cfg: Config
+    data: Prepared
+    model: MultiEMO
+    criterion: MultiEMOLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    device: torch.device
+    amp: bool
+
+
+def build_training(cfg: Config, data: Prepared | DataCache | None = None) -> Training:
+    """Data (from ``data`` when given), model, loss, Adam and ReduceLROnPlateau for ``cfg``.
+
+    Seeds torch with ``train.seed`` first, so the initial weights depend on the seed only.
+    """
+    if cfg.train.epochs < 1:
+        raise UserError(f"train.epochs must be at least 1, got {cfg.train.epochs}")
+    device = resolve_device(cfg.runtime.device)
+    amp = cfg.runtime.amp and device.type == "cuda"
+    prepared = data.get(cfg) if isinstance(data, DataCache) else data or Prepared(cfg)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model).to(device)
+    counts = prepared.dataset("train").class_counts(cfg.model.num_classes)
+    criterion = build_loss(cfg.loss, counts).to(device)
+    # the fused kernel: the same Adam update, several times faster than the per-tensor loop
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr,
+                                 weight_decay=cfg.train.weight_decay, fused=True)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=cfg.train.plateau_factor,
+        patience=cfg.train.plateau_patience, threshold=cfg.train.plateau_threshold)
+    return Training(cfg, prepared, model, criterion, optimizer, scheduler, device, amp)
+
+
+@contextlib.contextmanager
+def runtime(cfg: Config) -> Iterator[None]:
+    """Threads and CPU determinism for a run; the caller's determinism setting comes back after."""
+    if cfg.runtime.num_threads < 0:
+        raise UserError(f"runtime.num_threads must be 0 (torch's default) or positive, got "
+                        f"{cfg.runtime.num_threads}")
+    if cfg.runtime.num_threads:
+        torch.set_num_threads(cfg.runtime.num_threads)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    if resolve_device(cfg.runtime.device).type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+# -- one pass -----------------------------------------------------------------------------------
+
+def forward_losses(model: MultiEMO, criterion: MultiEMOLoss, batch: Batch, amp: bool):
+    """Forward a batch; losses over its real utterances. Returns (total, parts, logits, labels)."""
+    with torch.autocast(device_type=batch.mask.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(batch.features, batch.speaker_mask, batch.mask, batch.present)
+    labels = batch.labels[batch.mask]  # (N,), the order of the packed outputs
+    logits = out.packed_logits.float()  # (N, C)
+    total, parts = criterion(logits, out.packed_z, [out.packed_fused[m] for m in model.modalities], labels)
+    return total, parts, logits, labels
+
+
+def run_epoch(model, criterion, data, device, amp, optimizer=None) -> dict:
+    """Train (with ``optimizer``) or score one pass. Losses are utterance-weighted means."""
+    training = optimizer is not None
+    model.train(training)
+    sums: dict[str, float] = {}
+    count = 0
+    preds, golds = [], []
+    with torch.set_grad_enabled(training):
+        for batch in data:
+            batch = batch.to(device)
+            total, parts, logits, labels = forward_losses(model, criterion, batch, amp)
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+            n = labels.numel()
+            count += n
+            for key, value in {"loss": total.detach(), **parts}.items():
+                sums[key] = sums.get(key, 0.0) + float(value) * n
+            preds.append(logits.argmax(-1).cpu())
+            golds.append(labels.cpu())
+    y_pred, y_true = torch.cat(preds).numpy(), torch.cat(golds).numpy()
+    scores = classification_scores(y_true, y_pred, criterion.num_classes)
+    return {**{k: v / count for k, v in sums.items()}, "weighted_f1": scores["weighted_f1"],
+            "macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"]}
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file and rename: a kill never leaves half a checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's state dict; an unreadable or truncated file is a :class:`RunError`."""
+    if not Path(path).is_file():
+        raise RunError(f"{path} does not exist (has the run finished an epoch?)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise RunError(f"{path} cannot be read (empty or truncated?): {err}") from None
+
+
+# -- fit ----------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class FitResult:
+    best_epoch: int
+    best_score: float  # validation train.select_metric of the best epoch (a fraction)
+    metric: str
+    history: list[dict]
+
+
+def fit(t: Training, run: RunDir, resume: bool = False,
+        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+    """Train ``t`` for ``train.epochs`` into ``run``; select on validation; never touch test.
+
+    ``on_epoch(record)`` gets each epoch's metrics record after its checkpoints are written (a
+    sweep reports ``record["valid"]`` to its pruner there; an exception it raises ends the fit).
+
+    Raises:
+        Diverged: a non-finite training loss (the run is marked failed).
+    """
+    cfg, metric = t.cfg, t.cfg.train.select_metric
+    seed = cfg.train.seed
+    history: list[dict] = []
+    best = {"epoch": 0, "score": -1.0}
+    start_epoch = 1
+    if resume and run.last.is_file():
+        state = load_checkpoint(run.last)
+        t.model.load_state_dict(state["model"])
+        t.optimizer.load_state_dict(state["optimizer"])
+        t.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        history, best = json.loads(state["history"]), json.loads(state["best"])
+        start_epoch = state["epoch"] + 1
+        log.info("resuming %s after epoch %d", run.path, state["epoch"])
+    run.write_history(history)  # mirrors the checkpointed history, whatever a kill left behind
+    train_set, valid_set = t.data.dataset("train"), t.data.dataset("valid")
+    run.update_info(status="running", best_epoch=best["epoch"], select_metric=metric)
+    log.info("dialogues train/valid: %d/%d (test is read only after the last epoch)",
+             len(train_set), len(valid_set))
+    valid_loader = loader(valid_set, cfg.train.batch_size)
+    for epoch in range(start_epoch, cfg.train.epochs + 1):
+        started = time.perf_counter()
+        train_loader = loader(train_set, cfg.train.batch_size, shuffle_seed=seed * 100_003 + epoch)
+        train_metrics = run_epoch(t.model, t.criterion, train_loader, t.device, t.amp, t.optimizer)
+        if not math.isfinite(train_metrics["loss"]):
+            run.update_info(status="failed", error=f"training loss {train_metrics['loss']} at epoch {epoch}")
+            raise Diverged(f"{run.path}: the training loss is {train_metrics['loss']} at epoch {epoch}: "
+                           f"the run diverged and is marked failed (try a lower train.lr)")
+        valid_metrics = run_epoch(t.model, t.criterion, valid_loader, t.device, t.amp)
+        t.scheduler.step(valid_metrics["loss"])
+        record = {"epoch": epoch, "lr": t.optimizer.param_groups[0]["lr"], "train": train_metrics,
+                  "valid": valid_metrics, "time_s": round(time.perf_counter() - started, 3)}
+        history.append(record)
+        improved = valid_metrics[metric] > best["score"]
+        if improved:
+            best = {"epoch": epoch, "score": valid_metrics[metric]}
+            save_checkpoint({"model": t.model.state_dict(), "epoch": epoch}, run.best)
+        save_checkpoint({"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
+                         "scheduler": t.scheduler.state_dict(), "rng": torch.get_rng_state(),
+                         "epoch": epoch, "history": json.dumps(history), "best": json.dumps(best)},
+                        run.last)
+        run.append_metrics(record)
+        log.info("epoch %d/%d  loss %.4f (ce %.4f swfc %.4f hgr %.4f)  valid loss %.4f w-F1 %.2f "
+                 "macro-F1 %.2f acc %.2f%s  %.1fs", epoch, cfg.train.epochs, train_metrics["loss"],
+                 train_metrics.get("ce", 0.0), train_metrics.get("swfc", 0.0),
+                 train_metrics.get("hgr", 0.0), valid_metrics["loss"],
+                 100 * valid_metrics["weighted_f1"], 100 * valid_metrics["macro_f1"],
+                 100 * valid_metrics["accuracy"], "  *best*" if improved else "", record["time_s"])
+        if on_epoch is not None:
+            on_epoch(record)
+    run.update_info(best_epoch=best["epoch"], **{f"valid_{metric}": best["score"]})
+    return FitResult(best["epoch"], best["score"], metric, history)
+
+
+# -- test ---------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def predict(model: MultiEMO, data, device: torch.device, amp: bool):
+    """Per utterance: (utterance ids, dialogue ids, gold labels, class probabilities)."""
+    model.eval()
+    uids, dids, golds, probs = [], [], [], []
+    for batch in data:
+        batch = batch.to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(batch.features, batch.speaker_mask, batch.mask, batch.present)
+        probs.append(torch.softmax(out.packed_logits.float(), -1).cpu())
+        golds.append(batch.labels[batch.mask].cpu())
+        for did, ids in zip(batch.dialogue_ids, batch.utterance_ids):
+            uids.extend(ids)
+            dids.extend([did] * len(ids))
+    return uids, dids, torch.cat(golds).numpy(), torch.cat(probs).numpy()
+
+
+def save_predictions(path: Path, labels: tuple[str, ...], uids, dids, golds, probs) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")  # quotes any id that holds a comma
+    writer.writerow(["utterance_id", "dialogue_id", "label", "prediction"] + [f"p_{c}" for c in labels])
+    for uid, did, gold, p in zip(uids, dids, golds, probs):
+        writer.writerow([uid, did, labels[gold], labels[int(p.argmax())]] + [f"{x:.6f}" for x in p])
+    atomic_write_text(path, text.getvalue())
+
+
+def test(t: Training, run: RunDir, checkpoint: str = "best", out: RunDir | None = None) -> dict:
+    """Score ``run``'s checkpoint on validation and test, once; write predictions and report.
+
+    ``out`` (default: the run itself) receives ``predictions_{valid,test}.csv`` and the report;
+    its ``run.json`` records which checkpoint and epoch they came from. Returns the test report.
+    """
+    from multiemo.report import write_report  # matplotlib only when a report is written
+
+    out = out or run
+    state = load_checkpoint(run.checkpoint(checkpoint))
+    try:
+        t.model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise RunError(f"{run.checkpoint(checkpoint)} does not fit the model of the config "
+                       f"({str(err).splitlines()[0]})") from None
+    labels = t.data.labels
+    for split in ("valid", "test"):
+        uids, dids, golds, probs = predict(t.model, loader(t.data.dataset(split), t.cfg.train.batch_size),
+                                           t.device, t.amp)
+        save_predictions(out.predictions(split), labels, uids, dids, golds, probs)
+    scored = {"checkpoint": checkpoint, "epoch": state["epoch"], "seed": t.cfg.train.seed}
+    report = write_report(out.path, golds, probs.argmax(1), labels, t.cfg.dataset, groups=dids,
+                          extra={**scored, "best_epoch": state["epoch"] if checkpoint == "best" else None,
+                                 **{k: v for k, v in run.info().items() if k.startswith("valid_")}})
+    out.update_info(scored_from=scored, num_utterances_test=len(uids),
+                    **({"status": "finished"} if out is run else {}))
+    return report
+
+
+# -- the run record -----------------------------------------------------------------------------
+
+def start_run(t: Training, run: RunDir, resume: bool, overrides: list[str]) -> None:
+    """Write (or, on resume, update) ``config.yaml`` and ``run.json`` for ``t``."""
+    cfg = t.cfg
+    info = run.info()
+    if resume and run.exists():
+        resumes = info.get("resumes", []) + [{"at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                               "overrides": list(overrides)}]
+        dump_yaml(cfg, run.config)  # the config now in force, overrides of the resume included
+        run.update_info(resumes=resumes)
+        return
+    dump_yaml(cfg, run.config)
+    atomic_write_text(run.info_path, json.dumps({
+        "dataset": cfg.dataset, "labels": list(t.data.labels), "seed": cfg.train.seed,
+        "device": str(t.device), "amp": t.amp, "num_parameters": count_parameters(t.model),
+        "modalities": list(cfg.model.modalities), "overrides": list(overrides),
+        **t.data.sizes(),
+        "train_class_counts": t.data.dataset("train").class_counts(cfg.model.num_classes),
+        "status": "running", "best_epoch": 0}, indent=1))
