@@ -113,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "configs/studies/*.yaml)")
     p.add_argument("--study-dir", required=True, help="folder of the study (created; rerun to resume)")
     p.add_argument("--workers", type=_positive, default=1,
-                   help="worker processes on this machine (default 1)")
-    p.add_argument("--workers-per-gpu", type=_positive, default=1,
-                   help="with CUDA: workers sharing each visible GPU (default 1)")
+                   help="worker processes on this machine (default 1): CPU threads are split "
+                   "between them; with CUDA they take the visible GPUs round-robin (--workers "
+                   "2×GPUs puts two on each)")
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--storage", help="Optuna storage URL (default: a journal file in the study "
                    "folder), e.g. postgresql://user@host/db for a cluster")
     p.add_argument("--no-final", action="store_true", help="run the trials only: no final "

@@ -40,7 +40,7 @@ from multiemo.model import MultiEMO, build_model, count_parameters
 from multiemo.run import RunDir, RunError
 
 __all__ = ["Prepared", "DataCache", "prepare_data", "Training", "build_training", "FitResult",
-           "fit", "test", "Diverged", "runtime", "loader", "run_epoch", "predict",
+           "fit", "test", "score_validation", "start_run", "Diverged", "runtime", "loader", "run_epoch", "predict",
            "save_predictions", "load_checkpoint", "save_checkpoint"]
 
 log = logging.getLogger("multiemo")
@@ -235,11 +235,15 @@ class FitResult:
     best_score: float  # validation train.select_metric of the best epoch (a fraction)
     metric: str
     history: list[dict]
+    best_state: dict | None = None  # the best weights, when fit kept them in memory
 
 
 def fit(t: Training, run: RunDir, resume: bool = False,
-        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+        on_epoch: Callable[[dict], None] | None = None, checkpoints: bool = True) -> FitResult:
     """Train ``t`` for ``train.epochs`` into ``run``; select on validation; never touch test.
+
+    With ``checkpoints=False`` (sweep trials, which are re-run from the start if they die) no
+    checkpoint is written: the best weights are kept in memory and returned.
 
     ``on_epoch(record)`` gets each epoch's metrics record after its checkpoints are written (a
     sweep reports ``record["valid"]`` to its pruner there; an exception it raises ends the fit).
@@ -251,6 +255,7 @@ def fit(t: Training, run: RunDir, resume: bool = False,
     seed = cfg.train.seed
     history: list[dict] = []
     best = {"epoch": 0, "score": -1.0}
+    best_state = None
     start_epoch = 1
     if resume and run.last.is_file():
         state = load_checkpoint(run.last)
@@ -283,11 +288,16 @@ def fit(t: Training, run: RunDir, resume: bool = False,
         improved = valid_metrics[metric] > best["score"]
         if improved:
             best = {"epoch": epoch, "score": valid_metrics[metric]}
-            save_checkpoint({"model": t.model.state_dict(), "epoch": epoch}, run.best)
-        save_checkpoint({"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
-                         "scheduler": t.scheduler.state_dict(), "rng": torch.get_rng_state(),
-                         "epoch": epoch, "history": json.dumps(history), "best": json.dumps(best)},
-                        run.last)
+            if checkpoints:
+                save_checkpoint({"model": t.model.state_dict(), "epoch": epoch}, run.best)
+            else:
+                best_state = {"model": {k: v.detach().clone() for k, v in t.model.state_dict().items()},
+                              "epoch": epoch}
+        if checkpoints:
+            save_checkpoint({"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
+                             "scheduler": t.scheduler.state_dict(), "rng": torch.get_rng_state(),
+                             "epoch": epoch, "history": json.dumps(history), "best": json.dumps(best)},
+                            run.last)
         run.append_metrics(record)
         log.info("epoch %d/%d  loss %.4f (ce %.4f swfc %.4f hgr %.4f)  valid loss %.4f w-F1 %.2f "
                  "macro-F1 %.2f acc %.2f%s  %.1fs", epoch, cfg.train.epochs, train_metrics["loss"],
@@ -298,7 +308,7 @@ def fit(t: Training, run: RunDir, resume: bool = False,
         if on_epoch is not None:
             on_epoch(record)
     run.update_info(best_epoch=best["epoch"], **{f"valid_{metric}": best["score"]})
-    return FitResult(best["epoch"], best["score"], metric, history)
+    return FitResult(best["epoch"], best["score"], metric, history, best_state)
 
 
 # -- test ---------------------------------------------------------------------------------------
@@ -327,6 +337,14 @@ def save_predictions(path: Path, labels: tuple[str, ...], uids, dids, golds, pro
     for uid, did, gold, p in zip(uids, dids, golds, probs):
         writer.writerow([uid, did, labels[gold], labels[int(p.argmax())]] + [f"{x:.6f}" for x in p])
     atomic_write_text(path, text.getvalue())
+
+
+def score_validation(t: Training, run: RunDir, state: dict) -> None:
+    """``predictions_valid.csv`` of the weights in ``state`` (a sweep trial: test is not read)."""
+    t.model.load_state_dict(state["model"])
+    uids, dids, golds, probs = predict(t.model, loader(t.data.dataset("valid"), t.cfg.train.batch_size),
+                                       t.device, t.amp)
+    save_predictions(run.predictions("valid"), t.data.labels, uids, dids, golds, probs)
 
 
 def test(t: Training, run: RunDir, checkpoint: str = "best", out: RunDir | None = None) -> dict:

@@ -41,8 +41,9 @@ from multiemo.errors import UserError
 
 __all__ = ["RunDir", "RunError", "RUN_STATUSES"]
 
-# running → finished (test scored) | failed (an error or a diverged loss) | pruned (by a sweep)
-RUN_STATUSES = ("running", "finished", "failed", "pruned")
+# running → finished (test scored) | validated (a sweep trial: fitted, validation scored, test
+# never read) | failed (an error or a diverged loss) | pruned (stopped early by a sweep's pruner)
+RUN_STATUSES = ("running", "finished", "validated", "failed", "pruned")
 
 
 class RunError(UserError):

@@ -34,6 +34,7 @@ multiemo.sweep.spec.SweepError: s.yaml: space.train.lr: a log range needs low > 
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,12 +119,12 @@ class SweepSpec:
         plain = to_dict(cfg)
         plain.pop("runtime")
         plain["train"].pop("seed")
-        return {"base_config": plain, "objective": self.objective, "sampler": self.sampler,
+        return json.loads(json.dumps({"base_config": plain, "objective": self.objective, "sampler": self.sampler,
                 "sampler_seed": self.sampler_seed, "pruner": self.pruner,
                 "space": {k: dataclasses.asdict(p) for k, p in self.space.items()},
                 "study": None if self.study is None else
                 {"variants": self.study.variants, "reference": self.study.reference,
-                 "seeds": list(self.study.seeds)}}
+                 "seeds": list(self.study.seeds)}}))  # as stored: JSON
 
     @classmethod
     def from_dict(cls, data: dict, source: str) -> "SweepSpec":

@@ -1,0 +1,301 @@
+"""The Optuna study of a sweep: storage, trials as run folders, workers, crash recovery.
+
+- **Storage**: a journal file ``STUDY_DIR/study.journal`` by default (many processes, and many
+  machines on a shared file system), or any Optuna RDB URL (``postgresql://...``) for a cluster,
+  with Optuna's heartbeat: a dead worker's running trial is marked failed and re-queued.
+- **Workers**: each worker process loads the data once (:class:`~multiemo.engine.DataCache`) and
+  runs trials until the study holds ``trials`` finished ones (completed, pruned, or failed with
+  an error), counting the trials other workers are running.
+- **Dead workers with a journal file** (which has no heartbeat): a worker holds an OS lock on
+  ``STUDY_DIR/workers/<id>.lock`` while it lives and tags its trials with its id. Before each
+  trial, a worker (under ``STUDY_DIR/workers/recover.lock``) marks failed every running trial
+  whose worker's lock is free, and re-queues its parameters.
+- A trial that raises is recorded failed with its error (user attribute ``error``) and the
+  sweep goes on; a diverged loss is such a failure. Ctrl-C re-queues the trial in flight.
+- **Trials never read the test split**: a sweep trial fits on train, is scored on validation,
+  writes ``predictions_valid.csv`` and no checkpoint. In a *study* (named variants, nothing is
+  chosen between them) every (variant, seed) is a full run, scored on test once, because each
+  variant is a row of the final table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Iterator
+
+import optuna
+from optuna.trial import TrialState
+
+from multiemo.config import Config
+from multiemo.engine import DataCache, build_training, fit, runtime, score_validation, start_run
+from multiemo.run import RunDir
+from multiemo.sweep.spec import Param, SweepError, SweepSpec, _yaml_value
+
+__all__ = ["open_storage", "open_study", "Worker", "progress", "trial_overrides", "trial_dir"]
+
+log = logging.getLogger("multiemo")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _say(text: str) -> None:
+    print(f"[sweep {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# -- storage and study --------------------------------------------------------------------------
+
+def _masked(url: str) -> str:
+    return url.split("://", 1)[0] + "://" + url.split("@", 1)[1] if "@" in url else url
+
+
+def open_storage(study_dir: Path, url: str | None, heartbeat_seconds: int):
+    """The study's storage: a journal file in ``study_dir`` or an RDB URL (checked now)."""
+    if url is None or url.startswith("journal:") or url.endswith(".journal"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        path = Path(url.removeprefix("journal:")) if url else study_dir / "study.journal"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as err:
+            raise SweepError(f"journal storage {path} cannot be opened: {err}") from None
+    import warnings
+
+    import sqlalchemy
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                              engine_kwargs={"pool_pre_ping": True})
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SweepError(f"storage {_masked(url)} cannot be reached: {first}") from None
+
+
+def open_study(spec: SweepSpec, name: str, storage, identity: dict, worker_index: int = 0) -> optuna.Study:
+    """Create the study (first time: queue a study's (variant, seed) grid) or load it and check
+    that it is the same sweep (base config, space, objective, sampler, variants)."""
+    sampler = _sampler(spec, worker_index)
+    pruner = _pruner(spec)
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    recorded = study.user_attrs.get("identity")
+    if recorded is None:
+        study.set_user_attr("identity", identity)
+        if spec.is_study:
+            for variant in spec.study.variants:
+                for seed in spec.study.seeds:
+                    study.enqueue_trial({"variant": variant, "seed": seed})
+    elif recorded != identity:
+        changed = sorted(k for k in identity if recorded.get(k) != identity[k])
+        raise SweepError(f"study {name!r} in this storage was made by a different sweep (it differs "
+                         f"in: {', '.join(changed)}); use another --study-dir or study name, "
+                         f"nothing was changed")
+    return study
+
+
+def _sampler(spec: SweepSpec, worker_index: int):
+    seed = spec.sampler_seed + worker_index  # workers must not draw the same sequence
+    if spec.is_study:
+        return optuna.samplers.RandomSampler(seed=seed)  # every trial is queued: nothing is drawn
+    if spec.sampler == "grid":
+        return optuna.samplers.GridSampler({p.path: p.grid() for p in spec.space.values()}, seed=seed)
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _pruner(spec: SweepSpec):
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=spec.warmup_epochs)
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=spec.warmup_epochs)
+    return optuna.pruners.NopPruner()
+
+
+def target_trials(spec: SweepSpec) -> int:
+    if spec.is_study:
+        return len(spec.study.variants) * len(spec.study.seeds)
+    if spec.sampler == "grid":
+        size = 1
+        for p in spec.space.values():
+            size *= len(p.grid())
+        return min(spec.trials, size)
+    return spec.trials
+
+
+def progress(study: optuna.Study) -> tuple[int, int]:
+    """(finished, running): finished counts completed, pruned and failed-with-an-error trials;
+    a trial failed because its worker died (or by Ctrl-C) is not counted: it is re-queued."""
+    done = running = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or \
+                (t.state == TrialState.FAIL and "error" in t.user_attrs):
+            done += 1
+        elif t.state == TrialState.RUNNING:
+            running += 1
+    return done, running
+
+
+def trial_dir(study_dir: Path, number: int) -> Path:
+    return study_dir / "trials" / f"{number:04d}"
+
+
+def trial_overrides(spec: SweepSpec, params: dict) -> list[str]:
+    """The config overrides of a trial's parameters (a study: the variant's set and the seed)."""
+    if spec.is_study:
+        changes = dict(spec.study.variants[params["variant"]])
+        return [f"{k}={_yaml_value(v)}" for k, v in changes.items()] + [f"train.seed={params['seed']}"]
+    return [f"{path}={_yaml_value(value)}" for path, value in params.items()]
+
+
+def _suggest(trial: optuna.Trial, param: Param):
+    if param.kind == "categorical":
+        return trial.suggest_categorical(param.path, list(param.choices))
+    if param.kind == "int":
+        return trial.suggest_int(param.path, int(param.low), int(param.high), log=param.log,
+                                 step=int(param.step or 1))
+    return trial.suggest_float(param.path, param.low, param.high, log=param.log, step=param.step)
+
+
+# -- workers ------------------------------------------------------------------------------------
+
+class Worker:
+    """One process's share of a sweep: data loaded once, trials until the target is reached."""
+
+    def __init__(self, spec: SweepSpec, study: optuna.Study, study_dir: Path, extra: list[str],
+                 journal: bool, index: int = 0, group: str | None = None,
+                 cache: DataCache | None = None) -> None:
+        self.spec, self.study, self.study_dir, self.extra = spec, study, study_dir, extra
+        self.journal, self.index, self.group = journal, index, group
+        self.cache = cache or DataCache()
+        self.id = f"{socket.gethostname()}-{os.getpid()}"
+        self.target = target_trials(spec)
+
+    def run(self) -> None:
+        with self._alive():
+            while True:
+                self._recover()
+                done, running = progress(self.study)
+                if done + running >= self.target:
+                    break
+                self.study.optimize(self._objective, n_trials=1, catch=(Exception,))
+
+    # a trial ---------------------------------------------------------------------------------
+    def _objective(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", self.id)
+        if self.spec.is_study:
+            params = {"variant": trial.suggest_categorical("variant", list(self.spec.study.variants)),
+                      "seed": trial.suggest_categorical("seed", list(self.spec.study.seeds))}
+        else:
+            params = {p.path: _suggest(trial, p) for p in self.spec.space.values()}
+        overrides = trial_overrides(self.spec, params)
+        run = RunDir(trial_dir(self.study_dir, trial.number))
+        started = time.perf_counter()
+        try:
+            cfg = self.spec.base_config([*self.extra, *overrides])
+            value = self._fit(trial, cfg, run, overrides)
+        except optuna.TrialPruned:
+            run.update_info(status="pruned")
+            _say(f"trial {trial.number} pruned after epoch {max(trial.intermediate_values or [0])} "
+                 f"({time.perf_counter() - started:.1f} s)")
+            raise
+        except KeyboardInterrupt:
+            self.study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
+            raise
+        except Exception as err:
+            message = f"{type(err).__name__}: {err}"
+            trial.set_user_attr("error", message)
+            if run.path.is_dir():
+                run.update_info(status="failed", error=message)
+            _say(f"trial {trial.number} failed: {message}")
+            raise
+        done, _ = progress(self.study)
+        best = max((t.value for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))),
+                   default=value)
+        _say(f"trial {trial.number}: {' '.join(overrides)} → validation {self.spec.objective} "
+             f"{value:.2f} (best so far {max(best, value):.2f}); {time.perf_counter() - started:.1f} s; "
+             f"{done + 1}/{self.target} done")
+        return value
+
+    def _fit(self, trial: optuna.Trial, cfg: Config, run: RunDir, overrides: list[str]) -> float:
+        from multiemo.train import Tracker, _setup_logging, train
+
+        if self.spec.is_study:  # a full run: each variant is a row of the final table
+            train(cfg, run.path, echo=False, overrides=overrides, data=self.cache,
+                  tracker_group=self.group)
+            return 100 * run.info()[f"valid_{cfg.train.select_metric}"]
+        metric = cfg.train.select_metric
+        with run.locked():
+            _setup_logging(run.path, echo=False)
+            with runtime(cfg):
+                t = build_training(cfg, self.cache)
+                start_run(t, run, False, overrides)
+                run.update_info(trial=trial.number, study=self.study.study_name)
+                tracker = Tracker(cfg, run.path, self.group, name=f"trial-{trial.number}")
+
+                def report(record: dict) -> None:
+                    tracker.log_epoch(record)
+                    trial.report(100 * record["valid"][metric], record["epoch"])
+                    if trial.should_prune():
+                        tracker.finish(None, run.path)
+                        raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
+
+                result = fit(t, run, on_epoch=report, checkpoints=self.spec.keep_checkpoints)
+                if result.best_state is not None:
+                    score_validation(t, run, result.best_state)
+                run.update_info(status="validated")
+                tracker.finish(None, run.path)
+        return 100 * result.best_score
+
+    # liveness --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _alive(self) -> Iterator[None]:
+        folder = self.study_dir / "workers"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{self.id}.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        (folder / f"{self.id}.lock").unlink(missing_ok=True)
+
+    def _recover(self) -> None:
+        """Fail and re-queue the running trials of dead workers (see the module's docstring)."""
+        if not self.journal:
+            optuna.storages.fail_stale_trials(self.study)  # heartbeat + retry callback (RDB)
+            return
+        folder = self.study_dir / "workers"
+        with open(folder / "recover.lock", "w") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                worker = t.user_attrs.get("worker")
+                if worker is None or worker == self.id or _alive(folder / f"{worker}.lock"):
+                    continue
+                try:
+                    self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    continue
+                self.study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+                _say(f"trial {t.number} was running in worker {worker}, which is gone: "
+                     f"marked failed and queued again")
+
+
+def _alive(lock: Path) -> bool:
+    """Whether some process holds ``lock`` (a dead process's lock is released by the kernel)."""
+    if not lock.is_file():
+        return False
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
