@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from multiemo.config import Config, dump_yaml, resolve_device, to_dict
+from multiemo.config import Config, resolve_device, to_dict
 from multiemo.data.atomic import atomic_path, atomic_write_text
 from multiemo.data.corpus import Corpus
 from multiemo.data.dataset import Batch, DataError, DialogueDataset, collate, open_stores, split_dialogues
@@ -382,13 +382,14 @@ def start_run(t: Training, run: RunDir, resume: bool, overrides: list[str]) -> N
     """Write (or, on resume, update) ``config.yaml`` and ``run.json`` for ``t``."""
     cfg = t.cfg
     info = run.info()
+    run.path.mkdir(parents=True, exist_ok=True)
     if resume and run.exists():
         resumes = info.get("resumes", []) + [{"at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                                "overrides": list(overrides)}]
-        dump_yaml(cfg, run.config)  # the config now in force, overrides of the resume included
+        _write_config(cfg, run)  # the config now in force, overrides of the resume included
         run.update_info(resumes=resumes)
         return
-    dump_yaml(cfg, run.config)
+    _write_config(cfg, run)
     atomic_write_text(run.info_path, json.dumps({
         "dataset": cfg.dataset, "labels": list(t.data.labels), "seed": cfg.train.seed,
         "device": str(t.device), "amp": t.amp, "num_parameters": count_parameters(t.model),
@@ -396,3 +397,8 @@ def start_run(t: Training, run: RunDir, resume: bool, overrides: list[str]) -> N
         **t.data.sizes(),
         "train_class_counts": t.data.dataset("train").class_counts(cfg.model.num_classes),
         "status": "running", "best_epoch": 0}, indent=1))
+
+
+def _write_config(cfg: Config, run: RunDir) -> None:
+    import yaml
+    atomic_write_text(run.config, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -55,6 +55,22 @@ def test_weighted_f1_from_confusion_matches_sklearn():
     assert weighted_f1_from_confusion(np.stack(stack)) == pytest.approx(expected)
 
 
+def test_classification_scores_match_sklearn():
+    from sklearn.metrics import accuracy_score
+
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        t = rng.integers(0, 5, 80)
+        p = np.where(rng.random(80) < 0.4, t, rng.integers(0, 5, 80))
+        s = classification_scores(t, p, 6)  # class 5 never occurs
+        for average in ("weighted", "macro"):
+            assert s[f"{average}_f1"] == pytest.approx(
+                f1_score(t, p, labels=range(6), average=average, zero_division=0))
+        assert s["per_class_f1"] == pytest.approx(
+            f1_score(t, p, labels=range(6), average=None, zero_division=0).tolist())
+        assert s["accuracy"] == pytest.approx(accuracy_score(t, p))
+
+
 def _noisy(n, k, accuracy, seed):
     rng = np.random.default_rng(seed)
     t = rng.integers(0, k, n)
