@@ -146,7 +146,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def train_seeds(cfg: Config, run_dir: Path, seeds: list[int], resume: bool = False,
                 overrides: list[str] | None = None, data: Prepared | DataCache | None = None,
-                echo: bool = True) -> dict:
+                echo: bool = True, tracker_group: str | None = None) -> dict:
     """One run per seed under ``run_dir/seed-<seed>``, then ``summary.{md,json,csv}``.
 
     The data is loaded once for all seeds. A finished seed is kept on resume.
@@ -164,7 +164,7 @@ def train_seeds(cfg: Config, run_dir: Path, seeds: list[int], resume: bool = Fal
             reports.append(json.loads((seed_run.path / "report.json").read_text()))
             continue
         reports.append(train(seed_cfg, seed_run.path, resume=resume and seed_run.exists(),
-                             overrides=overrides, data=data, echo=echo))
+                             overrides=overrides, data=data, echo=echo, tracker_group=tracker_group))
     names = [f"seed {s}" for s in seeds]
     summary = write_summary(run_dir, reports, names)
     print(f"\n{len(seeds)} seeds ({', '.join(map(str, seeds))}), mean ± std:\n"

@@ -287,3 +287,15 @@ def test_postgresql_storage_two_workers_and_a_dead_worker(root, tmp_path):
         retried = [t for t in trials if t.system_attrs.get("failed_trial") == 1]
         assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
         assert sum(t.state.name == "COMPLETE" for t in trials) == 3
+
+
+def test_wandb_offline_puts_trials_and_final_runs_in_one_group(root, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    spec = sweep_file(tmp_path, root, trials=1, final={"seeds": [1], "baseline": False})
+    assert cli(["sweep", "--config", str(spec), "--study-dir", str(tmp_path / "w"),
+                "runtime.wandb=offline"]) == 0
+    for folder in (tmp_path / "w" / "trials" / "0000", tmp_path / "w" / "final" / "seed-1"):
+        logs = list((folder / "wandb").glob("offline-run-*/run-*.wandb"))
+        assert len(logs) == 1, folder
+        assert b"sweep-w" in logs[0].read_bytes()  # the group name is in the run's record

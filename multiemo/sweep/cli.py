@@ -64,7 +64,7 @@ def run_sweep(spec: SweepSpec, study_dir: Path, extra: list[str], *, workers: in
         return None
     info = {"workers": workers, "storage": storage or str(study_dir / "study.journal"),
             "trials_wall_seconds_this_command": round(time.perf_counter() - started, 1)}
-    summary = _finish(spec, study, study_dir, extra, cache, info, started)
+    summary = _finish(spec, study, study_dir, extra, cache, info, group)
     return summary
 
 
@@ -111,7 +111,7 @@ def _spawn(workers: int, base, study_dir: Path) -> None:
 
 
 def _finish(spec: SweepSpec, study, study_dir: Path, extra: list[str], cache: DataCache,
-            info: dict, started: float) -> dict:
+            info: dict, group: str | None) -> dict:
     from optuna.trial import TrialState
 
     from multiemo.sweep.summary import write_plots, write_study_summary, write_sweep_summary
@@ -141,11 +141,12 @@ def _finish(spec: SweepSpec, study, study_dir: Path, extra: list[str], cache: Da
         _say(f"best trial {best.number} (validation {spec.objective} {best.value:.2f}): training "
              f"it with seeds {seeds}, each scored on test once")
         cfg = spec.base_config([*extra, *chosen])
-        final = _seed_runs(train_seeds, cfg, study_dir / "final", seeds, chosen, cache)
+        final = _seed_runs(train_seeds, cfg, study_dir / "final", seeds, chosen, cache, group)
         baseline = []
         if spec.final.baseline:
             _say("the base config with the same seeds (the reference of the paired test)")
-            baseline = _seed_runs(train_seeds, spec.base_config(extra), study_dir / "baseline", seeds, [], cache)
+            baseline = _seed_runs(train_seeds, spec.base_config(extra), study_dir / "baseline", seeds,
+                                  [], cache, group)
         summary = write_sweep_summary(study_dir, study, spec, best, final, baseline, info)
         for note in write_plots(study_dir, study):
             _say(note)
@@ -155,9 +156,10 @@ def _finish(spec: SweepSpec, study, study_dir: Path, extra: list[str], cache: Da
 
 
 def _seed_runs(train_seeds, cfg, folder: Path, seeds: list[int], overrides: list[str],
-               cache: DataCache) -> list[Path]:
+               cache: DataCache, group: str | None) -> list[Path]:
     recorded = folder / "seeds.json"
     resume = recorded.is_file() and json.loads(recorded.read_text())["seeds"] == seeds
-    train_seeds(cfg, folder, seeds, resume=resume, overrides=overrides, data=cache, echo=False)
+    train_seeds(cfg, folder, seeds, resume=resume, overrides=overrides, data=cache, echo=False,
+                tracker_group=group)
     return [folder / f"seed-{s}" for s in seeds]
 
