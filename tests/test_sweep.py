@@ -299,3 +299,21 @@ def test_wandb_offline_puts_trials_and_final_runs_in_one_group(root, tmp_path, m
         logs = list((folder / "wandb").glob("offline-run-*/run-*.wandb"))
         assert len(logs) == 1, folder
         assert b"sweep-w" in logs[0].read_bytes()  # the group name is in the run's record
+
+
+def test_the_pruner_stops_hopeless_trials(root, tmp_path, capsys):
+    # grid seed 2 runs the learning rates in the order 0.003, 0.003, 0.01, 1e-9, 1e-9, 0.01
+    spec = sweep_file(tmp_path, root, trials=6, sampler={"name": "grid", "seed": 2},
+                      pruner={"name": "median", "warmup_epochs": 1, "startup_trials": 2},
+                      space={"train.lr": {"choices": [0.01, 0.003, 1.0e-9]},
+                             "loss.temperature": {"choices": [0.5, 1.0]}},
+                      overrides={"data.root": str(root), **SMALL, "train.epochs": 6})
+    study_dir = tmp_path / "s"
+    assert cli(["sweep", "--config", str(spec), "--study-dir", str(study_dir), "--no-final"]) == 0
+    trials = load_study(study_dir).get_trials()
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert len(trials) == 6 and pruned  # pruned trials count towards the target
+    for t in pruned:
+        info = json.loads((study_dir / "trials" / f"{t.number:04d}" / "run.json").read_text())
+        assert info["status"] == "pruned" and len(t.intermediate_values) < 6
+    assert "pruned at epoch" in capsys.readouterr().out

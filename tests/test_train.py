@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 from safetensors.numpy import save_file
 
@@ -183,3 +184,49 @@ def test_demo_fusion_beats_every_single_modality(tmp_path):
     results = run_demo(tmp_path, epochs=6)
     fused = results.pop("text+audio+visual")
     assert fused > max(results.values()) + 20
+
+
+def test_overrides_anywhere_on_the_line_and_one_cli_tree(root, tmp_path, capsys):
+    r = tmp_path / "o"
+    assert cli(["train", "--config", "configs/meld.yaml", f"data.root={root}", "--run-dir", str(r),
+                *SMALL, "train.epochs=1"]) == 0
+    assert yaml.safe_load((r / "config.yaml").read_text())["train"]["epochs"] == 1
+    for words in (["--help"], ["extract", "--help"], ["extract", "text", "--help"],
+                  ["sweep", "--help"], ["corpus", "build", "--help"]):
+        assert cli(words) == 0, words
+    assert "--shard K/N" in capsys.readouterr().out
+    assert cli(["nonsense"]) == 2
+    assert cli(["report", "x=1", str(r)]) == 2  # report takes no overrides: named, exit 2
+    assert "x=1" in capsys.readouterr().err
+
+
+def test_a_run_folder_is_locked_and_resume_records_its_overrides(root, tmp_path, capsys):
+    from multiemo.run import RunDir
+
+    r = tmp_path / "l"
+    assert run(root, r, "train.epochs=1") == 0
+    with RunDir(r).locked():  # as if another process were training in it
+        assert cli(["train", "--resume", str(r), "train.epochs=2"]) == 2
+        assert "is in use by pid" in capsys.readouterr().err
+        assert cli(["evaluate", str(r)]) == 2
+    assert cli(["train", "--resume", str(r), "train.epochs=2"]) == 0
+    info = json.loads((r / "run.json").read_text())
+    assert info["resumes"][-1]["overrides"] == ["train.epochs=2"]
+    assert yaml.safe_load((r / "config.yaml").read_text())["train"]["epochs"] == 2
+    assert [m["epoch"] for m in read_metrics(r)] == [1, 2]
+    assert cli(["train", "--resume", str(r), "--config", "configs/meld.yaml"]) == 2
+    assert "drop --config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seeds,message", [("7,7", "repeats 7"), (" , ", "names no seed"),
+                                           ("a,b", "comma-separated integers")])
+def test_bad_seed_lists_are_refused_before_anything_is_written(root, tmp_path, capsys, seeds, message):
+    assert run(root, tmp_path / "s", "train.epochs=1", "--seeds", seeds) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_a_diverged_loss_fails_the_run_without_a_report(root, tmp_path, capsys):
+    assert run(root, tmp_path / "d", "train.epochs=2", "train.lr=1e6") == 2
+    assert "diverged" in capsys.readouterr().err
+    assert json.loads((tmp_path / "d" / "run.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "d" / "report.json").exists()

@@ -99,6 +99,7 @@ class SweepSpec:
     sampler_seed: int
     pruner: str
     warmup_epochs: int
+    startup_trials: int
     space: dict[str, Param]
     final: FinalSpec
     study: StudySpec | None
@@ -121,6 +122,7 @@ class SweepSpec:
         plain["train"].pop("seed")
         return json.loads(json.dumps({"base_config": plain, "objective": self.objective, "sampler": self.sampler,
                 "sampler_seed": self.sampler_seed, "pruner": self.pruner,
+                "pruner_settings": [self.warmup_epochs, self.startup_trials],
                 "space": {k: dataclasses.asdict(p) for k, p in self.space.items()},
                 "study": None if self.study is None else
                 {"variants": self.study.variants, "reference": self.study.reference,
@@ -165,6 +167,7 @@ class SweepSpec:
                    sampler_seed=_int(sampler.pop("seed", 2023), "sampler.seed", source),
                    pruner=pruner.pop("name", "none" if study else "median"),
                    warmup_epochs=_int(pruner.pop("warmup_epochs", 3), "pruner.warmup_epochs", source),
+                   startup_trials=_int(pruner.pop("startup_trials", 5), "pruner.startup_trials", source),
                    space=space, final=final, study=study,
                    keep_checkpoints=bool(data.get("keep_checkpoints", False)),
                    heartbeat_seconds=_int(data.get("heartbeat_seconds", 30), "heartbeat_seconds", source))

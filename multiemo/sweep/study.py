@@ -113,7 +113,8 @@ def _sampler(spec: SweepSpec, worker_index: int):
 
 def _pruner(spec: SweepSpec):
     if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=spec.warmup_epochs)
+        return optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials,
+                                           n_warmup_steps=spec.warmup_epochs)
     if spec.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=spec.warmup_epochs)
     return optuna.pruners.NopPruner()
@@ -201,10 +202,9 @@ class Worker:
         try:
             cfg = self.spec.base_config([*self.extra, *overrides])
             value = self._fit(trial, cfg, run, overrides)
-        except optuna.TrialPruned:
+        except optuna.TrialPruned as pruned:
             run.update_info(status="pruned")
-            _say(f"trial {trial.number} pruned after epoch {max(trial.intermediate_values or [0])} "
-                 f"({time.perf_counter() - started:.1f} s)")
+            _say(f"trial {trial.number} {pruned} ({time.perf_counter() - started:.1f} s)")
             raise
         except KeyboardInterrupt:
             self.study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
@@ -219,7 +219,7 @@ class Worker:
         done, _ = progress(self.study)
         best = max((t.value for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))),
                    default=value)
-        _say(f"trial {trial.number}: {' '.join(overrides)} → validation {self.spec.objective} "
+        _say(f"trial {trial.number}: {_brief(params)} → validation {self.spec.objective} "
              f"{value:.2f} (best so far {max(best, value):.2f}); {time.perf_counter() - started:.1f} s; "
              f"{done + 1}/{self.target} done")
         return value
@@ -286,6 +286,10 @@ class Worker:
                 self.study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
                 _say(f"trial {t.number} was running in worker {worker}, which is gone: "
                      f"marked failed and queued again")
+
+
+def _brief(params: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def _alive(lock: Path) -> bool:
