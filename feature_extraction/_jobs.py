@@ -4,7 +4,6 @@ root, and the parse → build → run → project flow of their ``main``."""
 from __future__ import annotations
 
 import logging
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path

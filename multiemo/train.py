@@ -151,7 +151,7 @@ def train_seeds(cfg: Config, run_dir: Path, seeds: list[int], resume: bool = Fal
 
     The data is loaded once for all seeds. A finished seed is kept on resume.
     """
-    from multiemo.report import aggregate, format_table, write_summary
+    from multiemo.report import format_table, write_summary
 
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "seeds.json", json.dumps({"seeds": seeds}))

@@ -317,3 +317,43 @@ def test_the_pruner_stops_hopeless_trials(root, tmp_path, capsys):
         info = json.loads((study_dir / "trials" / f"{t.number:04d}" / "run.json").read_text())
         assert info["status"] == "pruned" and len(t.intermediate_values) < 6
     assert "pruned at epoch" in capsys.readouterr().out
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(root, tmp_path):
+    spec = sweep_file(tmp_path, root, trials=3,
+                      overrides={"data.root": str(root), **SMALL, "train.epochs": 40})
+    study_dir = tmp_path / "s"
+    proc = _multiemo("sweep", "--config", str(spec), "--study-dir", str(study_dir), "--no-final")
+    deadline = time.time() + 120
+    while time.time() < deadline:  # Ctrl-C in the middle of the first trial
+        metrics = study_dir / "trials" / "0000" / "metrics.jsonl"
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in out and "Traceback" not in out
+    trials = load_study(study_dir).get_trials()
+    assert trials[0].state.name == "FAIL" and trials[1].state.name == "WAITING"  # queued again
+    rerun = _multiemo("sweep", "--config", str(spec), "--study-dir", str(study_dir), "--no-final")
+    out, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, out
+    trials = load_study(study_dir).get_trials()
+    assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 3
+
+
+def test_report_compare_through_the_cli(root, tmp_path, capsys):
+    spec = sweep_file(tmp_path, root, trials=1, final={"seeds": [1, 2], "baseline": True})
+    study_dir = tmp_path / "s"
+    assert cli(["sweep", "--config", str(spec), "--study-dir", str(study_dir)]) == 0
+    capsys.readouterr()
+    assert cli(["report", "--compare", str(study_dir / "baseline"), str(study_dir / "final"),
+                "--out", str(tmp_path / "cmp"), "--n-resamples", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "B − A (95% CI)" in out and "p (two-sided)" in out
+    saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert saved["test"]["n_resamples"] == 500 and saved["test"]["runs_averaged"] == [2, 2]
+    assert cli(["report", "--compare", str(study_dir / "final" / "seed-1"),
+                str(study_dir / "trials" / "0000")]) == 2  # a trial has no test predictions
+    assert "predictions_test.csv" in capsys.readouterr().err
