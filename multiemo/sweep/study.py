@@ -40,7 +40,7 @@ from multiemo.sweep.spec import Param, SweepError, SweepSpec, _yaml_value
 __all__ = ["open_storage", "open_study", "Worker", "progress", "trial_overrides", "trial_dir"]
 
 log = logging.getLogger("multiemo")
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial; no tracebacks for failed trials
 
 
 def _say(text: str) -> None:
