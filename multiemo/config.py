@@ -38,7 +38,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
-__all__ = ["ConfigError", "build", "load", "to_dict", "dump_yaml", "parse_overrides", "Config",
+__all__ = ["ConfigError", "build", "load", "read_yaml", "to_dict", "dump_yaml", "parse_overrides", "Config",
            "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RuntimeConfig", "MODALITIES",
            "resolve_device"]
 
@@ -84,22 +84,25 @@ def build(cls: type[T], data: dict[str, Any] | None = None, overrides: list[str]
     return merged
 
 
+def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """The mapping a YAML file holds; a missing file, bad YAML or a non-mapping is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping at the top level")
+    return data
+
+
 def load(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
     """Read a YAML file (or nothing) into ``cls``, then apply overrides."""
-    data: dict[str, Any] = {}
-    source = "the configuration"
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        source = str(path)
-    return build(cls, data, overrides, source)
+    if path is None:
+        return build(cls, {}, overrides, "the configuration")
+    return build(cls, read_yaml(path), overrides, str(path))
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

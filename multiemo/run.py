@@ -39,7 +39,7 @@ from typing import Any, Iterator
 from multiemo.data.atomic import atomic_write_text
 from multiemo.errors import UserError
 
-__all__ = ["RunDir", "RunError", "RUN_STATUSES"]
+__all__ = ["RunDir", "RunError", "RUN_STATUSES", "lock_held"]
 
 # running → finished (test scored) | validated (a sweep trial: fitted, validation scored, test
 # never read) | failed (an error or a diverged loss) | pruned (stopped early by a sweep's pruner)
@@ -167,14 +167,18 @@ class RunDir:
 
     def is_locked(self) -> bool:
         """Whether some process (this one included) holds the lock now."""
-        if self._lock_fh is not None:
+        return self._lock_fh is not None or lock_held(self.path / ".lock")
+
+
+def lock_held(path: Path) -> bool:
+    """Whether a process holds an OS lock (``flock``) on ``path``; the kernel releases the lock
+    of a process that dies, so a dead holder's file reads as free."""
+    if not path.is_file():
+        return False
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             return True
-        if not (self.path / ".lock").is_file():
-            return False
-        with open(self.path / ".lock", "a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            return False
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False

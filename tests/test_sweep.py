@@ -191,9 +191,23 @@ def test_an_unreachable_storage_is_named(root, tmp_path, capsys):
 
 def _multiemo(*args, **kwargs):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # SIGINT as in a terminal, also where the test runner was started with it ignored (a
+    # background job of a non-interactive shell): Python then installs its Ctrl-C handler
     return subprocess.Popen([sys.executable, "-m", "multiemo.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, **kwargs)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+
+
+def wait_for_epochs(study_dir, trial, epochs, timeout=120):
+    """Until trial ``trial`` of a running sweep has finished ``epochs`` epochs."""
+    metrics = study_dir / "trials" / f"{trial:04d}" / "metrics.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= epochs:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{metrics}: fewer than {epochs} epochs after {timeout} s")
 
 
 def test_sigkill_then_rerun_continues_the_study(root, tmp_path):
@@ -201,12 +215,7 @@ def test_sigkill_then_rerun_continues_the_study(root, tmp_path):
                       overrides={"data.root": str(root), **SMALL, "train.epochs": 40})
     study_dir = tmp_path / "s"
     proc = _multiemo("sweep", "--config", str(spec), "--study-dir", str(study_dir), "--no-final")
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill in the middle of the second trial
-        metrics = study_dir / "trials" / "0001" / "metrics.jsonl"
-        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
+    wait_for_epochs(study_dir, trial=1, epochs=2)  # kill in the middle of the second trial
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     states = [t.state.name for t in load_study(study_dir).get_trials()]
@@ -269,12 +278,7 @@ def test_postgresql_storage_two_workers_and_a_dead_worker(root, tmp_path):
         study_dir = tmp_path / "b"
         proc = _multiemo("sweep", "--config", str(slow), "--study-dir", str(study_dir),
                          "--storage", url, "--no-final")
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            metrics = study_dir / "trials" / "0001" / "metrics.jsonl"
-            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
-                break
-            time.sleep(0.05)
+        wait_for_epochs(study_dir, trial=1, epochs=2)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         time.sleep(3)  # past the grace period (2 heartbeats) of the dead worker's trial
@@ -324,12 +328,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(root, tmp_path):
                       overrides={"data.root": str(root), **SMALL, "train.epochs": 40})
     study_dir = tmp_path / "s"
     proc = _multiemo("sweep", "--config", str(spec), "--study-dir", str(study_dir), "--no-final")
-    deadline = time.time() + 120
-    while time.time() < deadline:  # Ctrl-C in the middle of the first trial
-        metrics = study_dir / "trials" / "0000" / "metrics.jsonl"
-        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
+    wait_for_epochs(study_dir, trial=0, epochs=2)  # Ctrl-C in the middle of the first trial
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in out and "Traceback" not in out

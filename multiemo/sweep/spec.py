@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import yaml
 
-from multiemo.config import Config, ConfigError, build, to_dict
+from multiemo.config import Config, ConfigError, build, read_yaml, to_dict
 from multiemo.errors import UserError
 
 __all__ = ["SweepError", "Param", "SweepSpec", "FinalSpec", "StudySpec", "load_spec"]
@@ -205,16 +205,7 @@ class SweepSpec:
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"sweep file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SweepError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise SweepError(f"{path} must hold a mapping at the top level")
-    return SweepSpec.from_dict(data, str(path))
+    return SweepSpec.from_dict(read_yaml(path, "sweep file"), str(path))
 
 
 # -- helpers ------------------------------------------------------------------------------------

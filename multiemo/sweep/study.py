@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 
 from multiemo.config import Config
 from multiemo.engine import DataCache, build_training, fit, runtime, score_validation, start_run
-from multiemo.run import RunDir
+from multiemo.run import RunDir, lock_held
 from multiemo.sweep.spec import Param, SweepError, SweepSpec, _yaml_value
 
 __all__ = ["open_storage", "open_study", "Worker", "progress", "trial_overrides", "trial_dir"]
@@ -277,7 +277,7 @@ class Worker:
             fcntl.flock(guard, fcntl.LOCK_EX)
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 worker = t.user_attrs.get("worker")
-                if worker is None or worker == self.id or _alive(folder / f"{worker}.lock"):
+                if worker is None or worker == self.id or lock_held(folder / f"{worker}.lock"):
                     continue
                 try:
                     self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -290,16 +290,3 @@ class Worker:
 
 def _brief(params: dict) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-
-
-def _alive(lock: Path) -> bool:
-    """Whether some process holds ``lock`` (a dead process's lock is released by the kernel)."""
-    if not lock.is_file():
-        return False
-    with open(lock, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return False
