@@ -69,6 +69,7 @@ class Prepared:
         self.dialogues = split_dialogues(self.corpus, cfg.data.validation, cfg.data.valid_fraction,
                                          cfg.data.valid_seed)
         self.num_speakers, self.missing = cfg.model.num_speakers, cfg.data.missing
+        self.validation = cfg.data.validation
         self._datasets: dict[str, DialogueDataset] = {}
 
     def dataset(self, split: str) -> DialogueDataset:
@@ -80,6 +81,17 @@ class Prepared:
     @property
     def labels(self) -> tuple[str, ...]:
         return self.corpus.labels
+
+    def accounting(self) -> str:
+        """Where every dialogue of the corpus went (a line for the log); all are accounted for."""
+        total = len(self.corpus.dialogues)
+        used = sum(len(d) for d in self.dialogues.values())
+        if used != total:  # split_dialogues refuses unknown splits, so this is a bug
+            raise RuntimeError(f"{used} of the corpus's {total} dialogues are in a split")
+        dev = len(self.corpus.split("dev"))
+        where = " (its dev split folded into train and valid)" if dev and self.validation == "fraction" else ""
+        return (f"corpus {self.corpus.name!r}: {total} dialogues = train {len(self.dialogues['train'])} + "
+                f"valid {len(self.dialogues['valid'])} + test {len(self.dialogues['test'])}{where}")
 
     def sizes(self) -> dict:
         return {"num_dialogues": {s: len(d) for s, d in self.dialogues.items()},
@@ -269,8 +281,7 @@ def fit(t: Training, run: RunDir, resume: bool = False,
     run.write_history(history)  # mirrors the checkpointed history, whatever a kill left behind
     train_set, valid_set = t.data.dataset("train"), t.data.dataset("valid")
     run.update_info(status="running", best_epoch=best["epoch"], select_metric=metric)
-    log.info("dialogues train/valid: %d/%d (test is read only after the last epoch)",
-             len(train_set), len(valid_set))
+    log.info("%s; test is read only after the last epoch", t.data.accounting())
     valid_loader = loader(valid_set, cfg.train.batch_size)
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         started = time.perf_counter()

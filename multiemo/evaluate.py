@@ -33,7 +33,8 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", overrides: list[
         info = run.info()
         out.update_info(dataset=cfg.dataset, labels=list(t.data.labels), seed=cfg.train.seed,
                         run_dir=str(run.path), overrides=list(overrides or []),
-                        **{k: info[k] for k in ("select_metric", "best_epoch") if k in info})
+                        **{k: info[k] for k in ("select_metric", "best_epoch", "num_dialogues",
+                                                "num_utterances") if k in info})
         report = test(t, run, checkpoint, out=out)
     print((out.path / "report.md").read_text())
     print(f"wrote {out.path}", file=sys.stderr)

@@ -482,14 +482,19 @@ def load_run(run_dir: str | Path, split: str = "test") -> dict:
     path = run_dir / f"predictions_{split}.csv"
     if not path.is_file():
         raise ReportError(f"{run_dir}: no predictions file {path.name}")
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        fields = reader.fieldnames or []
-        missing = [c for c in ("dialogue_id", "label", "prediction") if c not in fields]
-        if missing:
-            raise ReportError(f"{path}: missing column(s) {missing}")
-        rows = list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            fields = reader.fieldnames or []
+            missing = [c for c in ("dialogue_id", "label", "prediction") if c not in fields]
+            if missing:
+                raise ReportError(f"{path}: missing column(s) {missing}")
+            rows = list(reader)
+    except UnicodeDecodeError as err:
+        raise ReportError(f"{path}: not UTF-8 text (byte {err.start}): predictions files are "
+                          f"written as UTF-8") from None
     meta = _run_meta(run_dir)
+    _check_against_record(path, rows, meta, split)
     labels = meta.get("labels") or [c[2:] for c in fields if c.startswith("p_")]
     if not labels:
         raise ReportError(f"{run_dir}: no class names (run.json has no 'labels' and {path.name} "
@@ -508,6 +513,20 @@ def load_run(run_dir: str | Path, split: str = "test") -> dict:
             "y_true": y_true, "y_pred": y_pred, "groups": [row["dialogue_id"] for row in rows],
             "ids": [row["utterance_id"] for row in rows] if "utterance_id" in fields else None,
             "meta": meta}
+
+
+def _check_against_record(path: Path, rows: list[dict], meta: dict, split: str) -> None:
+    """A predictions file must hold every utterance the run recorded for the split, once each:
+    a report of part of a split is refused, not scored."""
+    ids = [row.get("utterance_id") for row in rows]
+    if ids and None not in ids and len(set(ids)) != len(ids):
+        seen: set = set()
+        dup = next(uid for uid in ids if uid in seen or seen.add(uid))
+        raise ReportError(f"{path}: utterance {dup!r} is predicted more than once")
+    expected = (meta.get("num_utterances") or {}).get(split)
+    if expected is not None and expected != len(rows):
+        raise ReportError(f"{path} has {len(rows)} predictions but the run recorded {expected} "
+                          f"{split} utterances (run.json): refusing to score part of a split")
 
 
 # -- comparing runs -----------------------------------------------------------------------------

@@ -233,3 +233,34 @@ def test_real_meld_csvs():
     assert [stats[s]["dialogues"] for s in ("train", "dev", "test")] == [1038, 114, 280]
     assert [stats[s]["utterances"] for s in ("train", "dev", "test")] == [9989, 1109, 2610]
     assert list(stats["test"]["labels"].values()) == [1256, 281, 50, 208, 402, 68, 345]
+
+
+def test_meld_malformed_record_and_header_only_file(tmp_path, caplog):
+    from multiemo.data.meld import read_meld
+
+    root = write_meld(tmp_path / "m")
+    with open(root / "train_sent_emo.csv", "a", encoding="utf-8") as fh:
+        fh.write('9,"an open quote that never closes' + "x" * 200_000 + "\n")
+    with pytest.raises(CorpusError, match=r"train_sent_emo.csv:\d+: malformed CSV record"):
+        read_meld(root)
+    root = write_meld(tmp_path / "h", {"train": [meld_row(1, "Hi.", "Ross", "joy", 0, 0)],
+                                       "dev": [], "test": [meld_row(1, "Yo.", "Joey", "joy", 0, 0)]})
+    with caplog.at_level("WARNING", logger="multiemo"):
+        read_meld(root)
+    assert "dev_sent_emo.csv has a header and no rows" in caplog.text
+
+
+def test_corpus_file_faults_are_named(tmp_path):
+    from multiemo.data.corpus import Corpus
+
+    good = {"format": "multiemo-corpus", "version": 1, "name": "c", "labels": ["a", "b"],
+            "dialogues": [{"id": "d0", "split": "train",
+                           "utterances": [{"id": "u0", "speaker": "S", "label": "a"}]}]}
+    Corpus.from_dict(good)
+    no_speaker = json.loads(json.dumps(good))
+    del no_speaker["dialogues"][0]["utterances"][0]["speaker"]
+    with pytest.raises(CorpusError, match="utterance 'u0' of dialogue 'd0' has no 'speaker'"):
+        Corpus.from_dict(no_speaker, "c.json")
+    twice = {**good, "labels": ["a", "b", "a"]}
+    with pytest.raises(CorpusError, match=r"names \['a'\] more than once"):
+        Corpus.from_dict(twice, "c.json")

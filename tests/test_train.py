@@ -230,3 +230,52 @@ def test_a_diverged_loss_fails_the_run_without_a_report(root, tmp_path, capsys):
     assert "diverged" in capsys.readouterr().err
     assert json.loads((tmp_path / "d" / "run.json").read_text())["status"] == "failed"
     assert not (tmp_path / "d" / "report.json").exists()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.epochs=0", "train.epochs must be at least 1, got 0"),
+    ("runtime.device=gpu", "device='gpu' is not a device"),
+    ("runtime.num_threads=-2", "runtime.num_threads must be 0"),
+])
+def test_runtime_and_epoch_mistakes_are_one_line(root, tmp_path, capsys, override, message):
+    assert run(root, tmp_path / "x", override) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_truncated_checkpoints_are_named(root, tmp_path, capsys):
+    r = tmp_path / "t"
+    assert run(root, r, "train.epochs=1") == 0
+    (r / "checkpoints" / "best.pt").write_bytes((r / "checkpoints" / "best.pt").read_bytes()[:100])
+    assert cli(["evaluate", str(r)]) == 2
+    assert "best.pt cannot be read (empty or truncated?)" in capsys.readouterr().err
+    (r / "checkpoints" / "last.pt").write_bytes(b"")
+    assert cli(["train", "--resume", str(r), "train.epochs=2"]) == 2
+    assert "last.pt cannot be read" in capsys.readouterr().err
+
+
+def test_unknown_split_names_are_an_error_and_every_dialogue_is_logged(root, tmp_path, capsys):
+    data = json.loads((root / "corpus.json").read_text())
+    for d in data["dialogues"]:
+        if d["split"] == "dev":
+            d["split"] = "validation"
+    (tmp_path / "corpus.json").write_text(json.dumps(data))
+    assert run(root, tmp_path / "u", "train.epochs=1", f"data.corpus={tmp_path / 'corpus.json'}") == 2
+    err = capsys.readouterr().err
+    assert "split(s) {'validation': 4}" in err and "dropped" in err
+    assert run(root, tmp_path / "ok", "train.epochs=1") == 0
+    assert "44 dialogues = train 32 + valid 2 + test 10 (its dev split folded" in \
+        (tmp_path / "ok" / "train.log").read_text()
+
+
+def test_report_refuses_partial_or_undecodable_predictions(root, tmp_path, capsys):
+    r = tmp_path / "p"
+    assert run(root, r, "train.epochs=1") == 0
+    lines = (r / "predictions_test.csv").read_text().splitlines(keepends=True)
+    (r / "predictions_test.csv").write_text("".join(lines[:-3]))
+    assert cli(["report", str(r)]) == 2
+    assert "refusing to score part of a split" in capsys.readouterr().err
+    (r / "predictions_test.csv").write_bytes("".join(lines).encode("utf-16"))
+    assert cli(["report", str(r)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    assert cli(["report", str(r), "--n-resamples", "0"]) == 2

@@ -136,6 +136,10 @@ class Corpus:
     def validate(self, source: str = "corpus") -> None:
         if not self.labels:
             raise CorpusError(f"{source}: the corpus has no label set")
+        repeated = sorted({name for name in self.labels if self.labels.count(name) > 1})
+        if repeated:
+            raise CorpusError(f"{source}: the label set {list(self.labels)} names {repeated} more "
+                              f"than once: each class must have one name")
         seen_dialogues: set[str] = set()
         seen_utts: set[str] = set()
         for d in self.dialogues:
@@ -181,12 +185,22 @@ class Corpus:
         if data.get("version") != VERSION:
             raise CorpusError(f"{source}: corpus format version {data.get('version')!r} is not "
                               f"supported (this version reads {VERSION})")
+        for key in ("name", "labels", "dialogues"):
+            if key not in data:
+                raise CorpusError(f"{source}: no {key!r} key (not a complete corpus file)")
         labels = tuple(data["labels"])
         label_index = {name: i for i, name in enumerate(labels)}
         dialogues = []
         for d in data["dialogues"]:
+            for key in ("id", "split", "utterances"):
+                if key not in d:
+                    raise CorpusError(f"{source}: dialogue {d.get('id')!r} has no {key!r}")
             utts = []
             for u in d["utterances"]:
+                for key in ("id", "speaker"):
+                    if u.get(key) in (None, ""):
+                        raise CorpusError(f"{source}: utterance {u.get('id')!r} of dialogue "
+                                          f"{d['id']!r} has no {key!r}")
                 if u.get("label") not in label_index:
                     raise CorpusError(f"{source}: utterance {u.get('id')!r} of dialogue {d.get('id')!r} "
                                       f"has label {u.get('label')!r}, not one of {list(labels)}")

@@ -60,8 +60,15 @@ def split_dialogues(corpus: Corpus, validation: str = "fraction", valid_fraction
     ``"dev"`` keeps the corpus's own dev split as validation.
 
     Raises:
-        DataError: an empty split, or ``"dev"`` on a corpus without one.
+        DataError: an empty split, ``"dev"`` on a corpus without one, or a split name other
+            than train, dev and test (its dialogues would be dropped).
     """
+    unknown = sorted(set(corpus.splits) - {"train", "dev", "test"})
+    if unknown:
+        counts = {name: len(corpus.split(name)) for name in unknown}
+        raise DataError(f"corpus {corpus.name!r} has dialogues in split(s) {counts} that training "
+                        f"does not know (train, dev, test): rename them in the corpus file, e.g. "
+                        f"validation → dev; no dialogue is dropped without a word")
     train, dev, test = corpus.split("train"), corpus.split("dev"), corpus.split("test")
     if validation == "dev":
         if not dev:

@@ -29,6 +29,7 @@ Bad input is an error naming file and line: a missing column, an unknown emotion
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from collections import Counter
 from pathlib import Path
@@ -86,6 +87,25 @@ def _clip_dirs(media_root: Path) -> dict[str, Path]:
     return found
 
 
+def _rows(reader: csv.DictReader, path: Path):
+    """``(line, row)`` of a CSV; a malformed record (a field past the csv module's size limit,
+    usually a quote left open) is an error naming the file and line; a file with a header and
+    no rows is a warning."""
+    count = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            raise CorpusError(f"{path}:{reader.line_num}: malformed CSV record ({err}; a quote "
+                              f"left open?)") from None
+        count += 1
+        yield reader.line_num, row
+    if count == 0:
+        logging.getLogger("multiemo").warning("%s has a header and no rows: its split is empty", path)
+
+
 def _read_split(path: Path, split: str, skip: bool, skipped: Counter, clip_dir: Path | None,
                 media_root: Path | None, missing_media: list[str]) -> list[Dialogue]:
     label_index = {name: i for i, name in enumerate(MELD_LABELS)}
@@ -96,8 +116,7 @@ def _read_split(path: Path, split: str, skip: bool, skipped: Counter, clip_dir: 
         lost = [c for c in REQUIRED_COLUMNS if c not in columns]
         if lost:
             raise CorpusError(f"{path}:1: missing column(s) {lost}; the header has {columns}")
-        for row in reader:
-            line = reader.line_num
+        for line, row in _rows(reader, path):
             try:
                 emotion = (row["Emotion"] or "").strip().lower()
                 if emotion not in label_index:
