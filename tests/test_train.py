@@ -279,3 +279,29 @@ def test_report_refuses_partial_or_undecodable_predictions(root, tmp_path, capsy
     assert cli(["report", str(r)]) == 2
     assert "not UTF-8" in capsys.readouterr().err
     assert cli(["report", str(r), "--n-resamples", "0"]) == 2
+
+
+def test_two_processes_cannot_train_into_one_run_folder(root, tmp_path, capsys):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    r = tmp_path / "busy"
+    first = subprocess.Popen([sys.executable, "-m", "multiemo.cli", "train", "--config", "configs/meld.yaml",
+                              "--run-dir", str(r), f"data.root={root}", *SMALL, "train.epochs=400",
+                              "runtime.num_threads=1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (r / "metrics.jsonl").is_file() or not (r / "metrics.jsonl").read_text():
+            assert time.time() < deadline and first.poll() is None
+            time.sleep(0.05)
+        before = (r / "checkpoints" / "last.pt").read_bytes()
+        first.send_signal(signal.SIGSTOP)  # hold it still, its lock still held
+        assert cli(["train", "--resume", str(r)]) == 2
+        assert f"is in use by pid {first.pid}" in capsys.readouterr().err
+        assert (r / "checkpoints" / "last.pt").read_bytes() == before  # nothing of it touched
+    finally:
+        first.kill()
+        first.wait()
+    assert cli(["train", "--resume", str(r), "train.epochs=2"]) == 0  # a dead holder's lock is free
