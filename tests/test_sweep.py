@@ -187,6 +187,7 @@ def test_an_unreachable_storage_is_named(root, tmp_path, capsys):
     assert cli(["sweep", "--config", str(spec), "--study-dir", str(tmp_path / "s"), "--storage", url]) == 2
     err = capsys.readouterr().err
     assert "127.0.0.1:9/nothing cannot be reached" in err and "secret" not in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()  # nothing written
 
 
 def _multiemo(*args, **kwargs):

@@ -45,10 +45,12 @@ def run_sweep(spec: SweepSpec, study_dir: Path, extra: list[str], *, workers: in
     base = spec.base_config(extra)  # a bad override is an error before anything is written
     identity = spec.identity(base)
     name = spec.name or study_dir.resolve().name
-    _check_folder(study_dir, identity, name)
+    _check_folder(study_dir, identity)
     store = open_storage(study_dir, storage, spec.heartbeat_seconds)
     journal = storage is None or not storage.split("://")[0].startswith(("postgresql", "mysql", "sqlite"))
     study = open_study(spec, name, store, identity, worker_index or 0)
+    if not (study_dir / "sweep.json").is_file():
+        atomic_write_text(study_dir / "sweep.json", json.dumps({"study": name, "identity": identity}, indent=1))
     group = f"sweep-{name}" if base.runtime.wandb != "disabled" else None
     cache = DataCache()
     started = time.perf_counter()
@@ -68,17 +70,16 @@ def run_sweep(spec: SweepSpec, study_dir: Path, extra: list[str], *, workers: in
     return summary
 
 
-def _check_folder(study_dir: Path, identity: dict, name: str) -> None:
+def _check_folder(study_dir: Path, identity: dict) -> None:
+    """A study folder of another sweep is refused before anything is opened or written."""
     record = study_dir / "sweep.json"
-    if record.is_file():
-        recorded = json.loads(record.read_text())
-        if recorded.get("identity") != identity:
-            changed = sorted(k for k in identity if recorded.get("identity", {}).get(k) != identity[k])
-            raise SweepError(f"{study_dir} holds a study of a different sweep (it differs in: "
-                             f"{', '.join(changed)}); use another --study-dir, nothing was changed")
+    if not record.is_file():
         return
-    study_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(record, json.dumps({"study": name, "identity": identity}, indent=1))
+    recorded = json.loads(record.read_text())
+    if recorded.get("identity") != identity:
+        changed = sorted(k for k in identity if recorded.get("identity", {}).get(k) != identity[k])
+        raise SweepError(f"{study_dir} holds a study of a different sweep (it differs in: "
+                         f"{', '.join(changed)}); use another --study-dir, nothing was changed")
 
 
 def _spawn(workers: int, base, study_dir: Path) -> None:
