@@ -100,7 +100,7 @@ def test_no_trial_reads_the_test_split(root, tmp_path, capsys):
     spec = sweep_file(tmp_path, root, overrides={"data.root": str(data), **SMALL})
     assert cli(["sweep", "--config", str(spec), "--study-dir", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
-    assert "test_dia0_utt0" in err or "test_" in err  # the final step names what is missing
+    assert "test_dia" in err  # the final step names the test utterances it cannot find
     study = load_study(tmp_path / "s")
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 3
 
@@ -174,7 +174,8 @@ def test_a_study_folder_of_another_sweep_is_refused(root, tmp_path, capsys):
     other = sweep_file(tmp_path, root, name="other.yaml", trials=1,
                        space={"train.lr": {"low": 1e-4, "high": 1e-2, "log": True}})
     assert cli(["sweep", "--config", str(other), "--study-dir", str(study_dir)]) == 2
-    assert "different sweep" in capsys.readouterr().err and "space" in capsys.readouterr().err + "space"
+    err = capsys.readouterr().err
+    assert "different sweep" in err and "space" in err
     assert cli(["sweep", "--config", str(sweep_file(tmp_path, root, trials=1)), "--study-dir",
                 str(study_dir), "--no-final", "model.num_layers=2"]) == 2  # another base config
     assert "base_config" in capsys.readouterr().err
