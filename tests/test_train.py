@@ -65,6 +65,7 @@ def test_train_selects_on_validation_and_writes_the_run_folder(root, tmp_path, c
     assert (r / "report.json").read_text() == report
     last = json.loads((r / "evaluations" / "last" / "run.json").read_text())
     assert last["scored_from"] == {"checkpoint": "last", "epoch": 3, "seed": 2023}
+    assert cli(["report", str(r / "evaluations" / "last")]) == 0  # an evaluation re-scores offline
 
 
 def test_same_seed_same_metrics_and_resume_reaches_the_same_result(root, tmp_path, monkeypatch):
