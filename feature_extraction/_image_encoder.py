@@ -94,8 +94,11 @@ class ImageEncoder:
 
     def setup(self, device: torch.device) -> None:
         from transformers import AutoImageProcessor, AutoModel
-        self._processor = AutoImageProcessor.from_pretrained(self.model_id, backend="pil")
-        model, loading = AutoModel.from_pretrained(self.model_id, output_loading_info=True)
+
+        from feature_extraction.runner import loading_model
+        with loading_model(self.model_id, "encoder.model"):
+            self._processor = AutoImageProcessor.from_pretrained(self.model_id, backend="pil")
+            model, loading = AutoModel.from_pretrained(self.model_id, output_loading_info=True)
         self._model = model.eval().to(device)
         self.device = device
         config = self._model.config

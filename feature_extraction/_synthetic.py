@@ -71,7 +71,7 @@ def write_wav(path: str | Path, duration: float = 2.0, sample_rate: int = 16000,
 
 def write_clip(path: str | Path, duration: float = 2.0, *, fps: int = 25, size: tuple[int, int] = (320, 180),
                face: bool = False, audio: bool = True, video: bool = True, sample_rate: int = 16000,
-               silent: bool = False, gop: int = 12, seed: int = 0) -> Path:
+               silent: bool = False, gop: int = 12, seed: int = 0, faststart: bool = False) -> Path:
     """Write an mp4 (H.264 + AAC) or avi (MPEG-4 + PCM) clip; the suffix chooses.
 
     Args:
@@ -85,6 +85,8 @@ def write_clip(path: str | Path, duration: float = 2.0, *, fps: int = 25, size: 
         silent: write an all-zero audio track.
         gop: keyframe interval in frames.
         seed: randomness of sound and pattern.
+        faststart: (mp4) put the index before the data, as streaming-ready files do; such a
+            file cut short still opens and promises its full duration (a truncated download).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,8 @@ def write_clip(path: str | Path, duration: float = 2.0, *, fps: int = 25, size: 
         raise ValueError("a clip needs audio or video")
     avi = path.suffix.lower() == ".avi"
     width, height = size
-    with av.open(str(path), mode="w") as container:
+    options = {"movflags": "faststart"} if faststart and not avi else {}
+    with av.open(str(path), mode="w", options=options) as container:
         vstream = astream = None
         if video:
             vstream = container.add_stream("mpeg4" if avi else "libx264", rate=fps)

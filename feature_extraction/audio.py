@@ -189,8 +189,11 @@ class SpeechEncoderExtractor:
 
     def setup(self, device: torch.device) -> None:
         from transformers import AutoFeatureExtractor, AutoModel
-        self._processor = AutoFeatureExtractor.from_pretrained(self.model_id)
-        self._model = AutoModel.from_pretrained(self.model_id).eval().to(device)
+
+        from feature_extraction.runner import loading_model
+        with loading_model(self.model_id, "ssl.model"):
+            self._processor = AutoFeatureExtractor.from_pretrained(self.model_id)
+            self._model = AutoModel.from_pretrained(self.model_id).eval().to(device)
         self.device = device
         num_layers = self._model.config.num_hidden_layers
         bad = [i for i in self.layers if not -(num_layers + 1) <= i <= num_layers]

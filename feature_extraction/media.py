@@ -14,7 +14,9 @@ frames after its video does).
 Every problem with a file is a :class:`MediaError` whose message names the file and what is
 wrong with it (missing, empty, unreadable, no audio or video stream, frame size 0, segment
 outside the file, longer than the configured limit, truncated), so the job runner can log it
-per utterance and carry on.
+per utterance and carry on. Truncation is one rule for both modalities (:func:`check_complete`):
+a file whose decoded data stops more than :func:`truncation_tolerance` before the end of the
+span (the header's duration, or the asked segment) is an error, never a vector of half a clip.
 
 >>> import numpy as np, soundfile as sf, tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
@@ -32,13 +34,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import numpy as np
 
 __all__ = ["MediaError", "MediaInfo", "FrameSample", "probe", "load_audio", "sample_frames",
-           "resolve_media", "SPAN_TOLERANCE"]
+           "resolve_media", "check_complete", "SPAN_TOLERANCE"]
 
 SPAN_TOLERANCE = 1.0  # seconds a span may run past the end of its file before it is an error
 _SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
@@ -75,6 +77,8 @@ class FrameSample:
 
     ``decoded`` counts the frames the decoder produced to reach them (the cost), ``span`` is the
     segment that was sampled and ``total_frames`` the frames in it at the stream's rate.
+    ``reached`` is the time (seconds) up to which the stream's data was read: a file whose data
+    stops well before the end of the span is refused by :func:`check_complete`.
     """
 
     frames: list[np.ndarray] = field(default_factory=list)
@@ -82,6 +86,7 @@ class FrameSample:
     decoded: int = 0
     span: tuple[float, float] = (0.0, 0.0)
     total_frames: int = 0
+    reached: float = 0.0
 
 
 def resolve_media(root: str | Path | None, relative: str | None, what: str = "media") -> Path:
@@ -146,6 +151,32 @@ def probe(path: str | Path) -> MediaInfo:
             num_frames=video.frames if video else None)
 
 
+def truncation_tolerance(expected: float) -> float:
+    """Seconds of a span that may be missing at its end before the file counts as truncated:
+    half a second, or a quarter of the span when that is longer (codec priming, a last frame
+    or packet short of a rounded header duration, a damaged last packet)."""
+    return max(0.5, 0.25 * expected)
+
+
+def check_complete(path: str | Path, what: str, start: float, end: float, reached: float,
+                   error: BaseException | None = None) -> None:
+    """The one rule for media that decodes halfway, shared by audio and video.
+
+    ``reached`` is the time (seconds from the start of the file) at which the decoded data of
+    the span ``[start, end]`` stops. When it stops more than :func:`truncation_tolerance`
+    before ``end`` (the end the header promises, or the end of the asked segment), the file is
+    truncated (or damaged) and this raises a :class:`MediaError`, so no vector is ever made from
+    half a clip. ``error`` is the decoding error that stopped the decoder, if any (named in the
+    message); a damaged tail within the tolerance is accepted.
+    """
+    if not math.isfinite(end):
+        return
+    if end - reached > truncation_tolerance(end - start):
+        cause = f"; decoding stopped with: {error}" if error is not None else ""
+        raise MediaError(path, f"{what} stops at {max(reached, start):.2f} s, before the {end:.2f} s "
+                               f"the header promises (truncated file?){cause}")
+
+
 def _resolve_span(path: Path, span: tuple[float, float] | None, duration: float | None,
                   max_duration: float | None) -> tuple[float, float]:
     """``(start, end)`` seconds to read, checked against the file and the length limit."""
@@ -187,7 +218,8 @@ def load_audio(path: str | Path, *, sample_rate: int = 16000, span: tuple[float,
 
     Raises:
         MediaError: missing, empty, unreadable or truncated file, no audio stream, a segment
-            outside the file, a segment longer than ``max_duration``, or no samples decoded.
+            outside the file, a segment longer than ``max_duration``, no samples decoded, or
+            NaN / infinite samples.
     """
     path = Path(path)
     if sample_rate <= 0:
@@ -198,6 +230,10 @@ def load_audio(path: str | Path, *, sample_rate: int = 16000, span: tuple[float,
         samples = _load_av_audio(path, sample_rate, span, max_duration)
     if samples.size == 0:
         raise MediaError(path, "no audio samples in the file or segment (zero-length audio)")
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad:  # a float wav can hold them; never let them pass as silence or reach a vector
+        raise MediaError(path, f"NaN samples: {bad} of {samples.size} audio samples are NaN or "
+                               f"infinite (damaged file?)")
     return samples
 
 
@@ -244,6 +280,7 @@ def _load_av_audio(path: Path, sample_rate: int, span: tuple[float, float] | Non
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
         first_time: float | None = None
+        error: av.error.FFmpegError | None = None
         try:
             for frame in container.decode(stream):
                 t = frame.time - origin if frame.time is not None else None
@@ -254,17 +291,16 @@ def _load_av_audio(path: Path, sample_rate: int, span: tuple[float, float] | Non
                 chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
             chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
         except av.error.FFmpegError as err:
-            raise MediaError(path, f"audio decoding failed ({err})") from None
+            if not chunks:
+                raise MediaError(path, f"audio decoding failed ({err})") from None
+            error = err  # a damaged or cut tail: check_complete decides on what was decoded
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     offset = max(0, int(round((start - (first_time or 0.0)) * sample_rate)))
     samples = samples[offset:]
     if math.isfinite(end):
         samples = samples[:int(round((end - start) * sample_rate))]
-        expected = end - start
-        got = samples.size / sample_rate
-        if samples.size and expected - got > max(0.5, 0.25 * expected):
-            raise MediaError(path, f"audio stops at {start + got:.2f} s, before the {end:.2f} s the "
-                                   f"header promises (truncated file?)")
+        if samples.size:
+            check_complete(path, "audio", start, end, start + samples.size / sample_rate, error)
     return samples.astype(np.float32, copy=False)
 
 
@@ -312,8 +348,9 @@ def sample_frames(path: str | Path, *, num_frames: int | None = None, stride: in
         The frames, their times, and how many frames were decoded.
 
     Raises:
-        MediaError: missing, empty or unreadable file, no video stream, frame size 0, a span
-            outside the file or over ``max_duration``, or no frame decoded.
+        MediaError: missing, empty, unreadable or truncated file (:func:`check_complete`), no
+            video stream, frame size 0, a span outside the file or over ``max_duration``, or no
+            frame decoded.
     """
     path = Path(path)
     if num_frames is not None and stride is not None:
@@ -344,16 +381,20 @@ def sample_frames(path: str | Path, *, num_frames: int | None = None, stride: in
         if keyframes_only:
             stream.codec_context.skip_frame = "NONKEY"
         sample = FrameSample(span=(start, end), total_frames=max(1, int(round((end - start) * fps))))
+        error: av.error.FFmpegError | None = None
         try:
             _decode_targets(container, stream, targets, fps, _origin(container), size, sample,
-                            seek_threshold)
+                            seek_threshold, end - truncation_tolerance(end - start))
         except av.error.FFmpegError as err:
             if not sample.frames:
                 raise MediaError(path, f"video decoding failed ({err})") from None
-            # a damaged tail: keep the frames decoded before it
+            error = err  # a damaged or cut tail: check_complete decides on what was read
     if not sample.frames:
+        if sample.reached > 0:
+            check_complete(path, "video", start, end, sample.reached, error)
         raise MediaError(path, f"no video frame decoded in [{start:.2f}, {end:.2f}] s "
                                f"(truncated or corrupt file?)")
+    check_complete(path, "video", start, end, sample.reached, error)  # the same rule as audio
     return sample
 
 
@@ -367,22 +408,47 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
 
 def _decode_targets(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                     targets: list[float], fps: float, origin: float, size: tuple[int, int],
-                    sample: FrameSample, seek_threshold: float) -> None:
+                    sample: FrameSample, seek_threshold: float, must_reach: float) -> None:
     """Fill ``sample`` with the first decoded frame at (or within half a frame before) each
     target, decoding forward and seeking ahead; with the decoder skipping non-key frames, that
-    is the first keyframe at or after the target."""
+    is the first keyframe at or after the target. ``sample.reached`` follows the packets read;
+    once the targets are kept, packets are read on (not decoded) until it passes ``must_reach``
+    or the stream ends, so that a file cut after the last target is still seen as cut."""
     half = 0.5 / fps
     width, height = size
+
+    def note(packet: av.Packet) -> None:
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is not None and packet.time_base:
+            t = float((stamp + (packet.duration or 0)) * packet.time_base) - origin
+            sample.reached = max(sample.reached, t)
 
     def frames_from(at: float | None) -> Iterator[tuple[float, av.VideoFrame]]:
         if at is not None and at > 0 and stream.time_base:
             container.seek(int((origin + at) / stream.time_base), stream=stream)
         index = 0
-        for frame in container.decode(stream):
-            sample.decoded += 1
-            t = frame.time - origin if frame.time is not None else (at or 0.0) + index / fps
-            index += 1
-            yield t, frame
+        for packet in container.demux(stream):
+            note(packet)
+            for frame in packet.decode():
+                sample.decoded += 1
+                t = frame.time - origin if frame.time is not None else (at or 0.0) + index / fps
+                index += 1
+                sample.reached = max(sample.reached, t + 1.0 / fps)
+                yield t, frame
+
+    if not _keep_targets(frames_from, targets, half, seek_threshold, sample, width, height):
+        return  # the stream ended before the last target
+    if sample.reached < must_reach:
+        for packet in container.demux(stream):
+            note(packet)
+            if sample.reached >= must_reach:
+                break
+
+
+def _keep_targets(frames_from: Callable[[float | None], Iterator[tuple[float, av.VideoFrame]]],
+                  targets: list[float], half: float, seek_threshold: float, sample: FrameSample,
+                  width: int, height: int) -> bool:
+    """The target loop of :func:`_decode_targets`; False when the stream ends before the last."""
 
     def keep(t: float, frame: av.VideoFrame) -> None:
         sample.frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
@@ -410,7 +476,7 @@ def _decode_targets(container: av.container.InputContainer, stream: av.video.str
                     keep(t, frame)
                     break
             else:
-                return  # end of stream
+                return False  # end of stream
             continue
         for t, frame in frames:
             if t >= target - half:
@@ -418,4 +484,5 @@ def _decode_targets(container: av.container.InputContainer, stream: av.video.str
                 keep(t, frame)
                 break
         else:
-            return
+            return False
+    return True

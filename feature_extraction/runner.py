@@ -40,6 +40,16 @@ cluster job. The work folder is kept (a rerun is then a no-op that merges again)
 start afresh. A job whose settings (``info()``) or items differ from those recorded in
 ``job.json`` is refused rather than mixed.
 
+Ctrl-C belongs to the runner: while items are computed it handles SIGINT itself (libraries such
+as openSMILE swallow the ``KeyboardInterrupt`` inside their callbacks), stops at the next batch
+boundary with ``KeyboardInterrupt``, keeps every finished chunk and never logs the batch in
+flight (nor any error caused by an interrupt) as failed; a rerun resumes. Faults of the job
+itself are one-line :class:`JobError` messages naming the file: a damaged ``job.json``, a
+corrupt chunk (an error that says to delete that chunk: the runner does not delete or skip data
+on its own; the rerun then recomputes its items), an output folder that cannot be written, a
+model missing from the local cache while the hub is offline (:func:`loading_model`). A merged
+store in which every vector is absent is logged as a warning.
+
 The options of every extraction command (``--config``, ``key=value`` overrides, ``--shard
 K/N``, ``--merge``, ``--device``, ``--no-progress``) are declared once in :mod:`multiemo.cli`;
 here are :class:`CorpusSource` (the ``corpus:`` block of every extraction config) and
@@ -48,16 +58,18 @@ here are :class:`CorpusSource` (the ``corpus:`` block of every extraction config
 
 from __future__ import annotations
 
-from multiemo.errors import UserError
-
+import contextlib
 import json
+import logging
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -65,12 +77,14 @@ import torch
 from multiemo.config import resolve_device
 from multiemo.data.corpus import Corpus, Utterance, atomic_write_text
 from multiemo.data.store import FeatureStore, write_store
+from multiemo.errors import UserError
 
 __all__ = ["Absent", "Extractor", "JobError", "JobSummary", "CorpusSource", "run_job",
            "merge_job", "job_status", "parse_shard", "resolve_device",
-           "load_corpus", "work_dir"]
+           "load_corpus", "work_dir", "loading_model"]
 
 JOB_FORMAT = "multiemo-extraction-job"
+log = logging.getLogger("feature_extraction")
 
 
 class Absent(Exception):
@@ -166,14 +180,84 @@ def _short_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+def _hub_offline() -> bool:
+    flags = [os.environ.get(v, "") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")]
+    if any(f.strip().lower() in {"1", "on", "yes", "true"} for f in flags):
+        return True
+    try:
+        from huggingface_hub import constants
+        return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+    except ImportError:  # pragma: no cover - transformers depends on it
+        return False
+
+
+@contextlib.contextmanager
+def loading_model(model_id: str, what: str = "model") -> Iterator[None]:
+    """Turn the ``OSError`` of ``transformers``' ``from_pretrained`` into a one-line
+    :class:`JobError` naming the model: a hub id missing from the local cache while the hub is
+    offline (``HF_HUB_OFFLINE=1``) says so at once, a local folder that holds no model says that.
+
+    >>> with loading_model("no/such-model"):
+    ...     raise OSError("Can't load the configuration of 'no/such-model'.")
+    Traceback (most recent call last):
+    ...
+    feature_extraction.runner.JobError: model 'no/such-model': cannot load it from the Hugging Face hub or the local cache (Can't load the configuration of 'no/such-model'.)
+    """
+    try:
+        yield
+    except OSError as err:
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        if Path(model_id).expanduser().exists():
+            raise JobError(f"{what} {model_id}: cannot load it from that folder ({detail})") from None
+        if _hub_offline():
+            raise JobError(f"{what} {model_id!r} is not in the local Hugging Face cache and the hub "
+                           f"is offline (HF_HUB_OFFLINE=1): download it once with network access, "
+                           f"or give a local folder") from None
+        raise JobError(f"{what} {model_id!r}: cannot load it from the Hugging Face hub or the "
+                       f"local cache ({detail})") from None
+
+
 # -- the work folder ------------------------------------------------------------------------------
+
+def _read_job(job_file: Path) -> dict[str, Any]:
+    """The parsed ``job.json``; a damaged one is a :class:`JobError` naming it."""
+    try:
+        job = json.loads(job_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise JobError(f"{job_file}: not a readable job file ({err}); delete {job_file.parent} "
+                       f"to start the job afresh") from None
+    if not isinstance(job, dict) or job.get("format") != JOB_FORMAT or \
+            not isinstance(job.get("ids"), list):
+        raise JobError(f"{job_file}: not a multiemo extraction job file; delete "
+                       f"{job_file.parent} to start the job afresh")
+    return job
+
+
+def _chunk_error(chunk: Path, err: BaseException) -> JobError:
+    detail = str(err).removeprefix(f"{chunk}: ")
+    return JobError(f"{chunk}: corrupt chunk of the extraction job ({detail}); delete this file and "
+                    f"rerun to recompute its items (the other chunks are kept)")
+
+
+def _open_chunk(chunk: Path) -> FeatureStore:
+    """A chunk as a store; a damaged one (e.g. cut short by a full disk) is a :class:`JobError`
+    that names it and says to delete it. It is not skipped and recomputed on its own: chunks
+    appear by atomic rename, so a bad one means the disk or a person changed it, and the user
+    should see that rather than have the runner delete data."""
+    try:
+        store = FeatureStore(chunk)
+        store.ids, store.info  # noqa: B018 - reads the header
+    except UserError as err:  # StoreError: not a readable store
+        raise _chunk_error(chunk, err) from None
+    return store
+
 
 def _init_job(work: Path, info: dict[str, Any], ids: list[str]) -> None:
     """Create ``job.json``, or check that the one there is the same job."""
     job_file = work / "job.json"
     job = {"format": JOB_FORMAT, "version": 1, "info": json.loads(_canonical(info)), "ids": ids}
     if job_file.exists():
-        old = json.loads(job_file.read_text(encoding="utf-8"))
+        old = _read_job(job_file)
         if _canonical(old.get("info")) != _canonical(job["info"]):
             raise JobError(f"{job_file}: this folder holds a job with other settings "
                            f"({_canonical(old.get('info'))[:300]}); delete {work} or write to "
@@ -191,7 +275,7 @@ def _read_chunks(work: Path) -> tuple[dict[str, tuple[Path, int]], dict[str, str
     rows: dict[str, tuple[Path, int]] = {}
     absent: dict[str, str] = {}
     for chunk in sorted(work.glob("chunk-*.safetensors")):
-        store = FeatureStore(chunk)
+        store = _open_chunk(chunk)
         reasons = store.info.get("absent", {})
         for row, uid in enumerate(store.ids):
             if uid not in rows:  # a shard run twice: the first copy wins
@@ -222,7 +306,7 @@ def job_status(out: str | Path) -> dict[str, Any]:
     job_file = work / "job.json"
     if not job_file.exists():
         raise JobError(f"no extraction job at {work} (no job.json)")
-    ids = json.loads(job_file.read_text(encoding="utf-8"))["ids"]
+    ids = _read_job(job_file)["ids"]
     rows, absent = _read_chunks(work)
     failures = {k: v for k, v in _read_failures(work).items() if k not in rows}
     missing = [i for i in ids if i not in rows and i not in failures]
@@ -264,6 +348,8 @@ class _ChunkWriter:
 
     def flush(self) -> None:
         self.last_flush = time.monotonic()
+        count = min(len(self.ids), len(self.vectors))  # an add cut short by a second Ctrl-C
+        self.ids, self.vectors = self.ids[:count], self.vectors[:count]
         if not self.ids:
             return
         dim = self.dim or 0
@@ -279,15 +365,73 @@ class _ChunkWriter:
         self.ids, self.vectors, self.absent = [], [], {}
 
 
-def _outcomes(extractor: Extractor, batch: list[Utterance]) -> list[Any]:
-    """One outcome per item; a failed batch call is retried item by item."""
+def _interrupted_by(err: BaseException) -> bool:
+    """Whether ``err`` is, or was raised while handling / because of, a ``KeyboardInterrupt``
+    (a library that catches Ctrl-C and raises its own error instead): such an item did not fail,
+    it was stopped, and is never logged as a failure."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class _Interrupt:
+    """The runner's own Ctrl-C: while a job runs, SIGINT only sets :attr:`requested`.
+
+    Extraction libraries with C callbacks (openSMILE's audio callback) swallow the
+    ``KeyboardInterrupt`` Python's default handler raises wherever it lands, and turn it into
+    an item error or nothing at all; so the runner takes the signal itself and stops at the next
+    batch boundary, where nothing is half-done. A second Ctrl-C raises at once (the way out of
+    an extractor that hangs). Outside the main thread signals cannot be handled: nothing changes.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupted: stopping after the current batch (finished chunks are kept; "
+              "Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["_Interrupt"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+def _outcomes(extractor: Extractor, batch: list[Utterance],
+              interrupt: _Interrupt | None = None) -> list[Any]:
+    """One outcome per item; a failed batch call is retried item by item.
+
+    Raises ``KeyboardInterrupt`` (never returns failures) when the batch was interrupted: a
+    Ctrl-C noted by ``interrupt`` during the call, or an error caused by a ``KeyboardInterrupt``.
+    """
+    interrupt = interrupt or _Interrupt()
     try:
         results = list(extractor.extract(batch))
         if len(results) != len(batch):
             raise JobError(f"extractor {extractor.name!r} returned {len(results)} results for "
                            f"{len(batch)} items")
-        return results
     except Exception as batch_err:  # retry alone: one bad item must not sink its batch
+        interrupt.check()
+        if _interrupted_by(batch_err):
+            raise KeyboardInterrupt from batch_err
         if len(batch) == 1:
             return [batch_err]
         results = []
@@ -296,8 +440,13 @@ def _outcomes(extractor: Extractor, batch: list[Utterance]) -> list[Any]:
                 (result,) = extractor.extract([item])
             except Exception as err:  # noqa: BLE001 - any per-item error is logged, not fatal
                 result = err
+            interrupt.check()
             results.append(result)
-        return results
+    interrupt.check()  # outcomes computed while Ctrl-C was pending are not trusted: redo them
+    for result in results:
+        if isinstance(result, BaseException) and _interrupted_by(result):
+            raise KeyboardInterrupt from result
+    return results
 
 
 # -- the job --------------------------------------------------------------------------------------
@@ -326,13 +475,28 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
 
     Raises:
         JobError: the work folder holds another job (other settings or items).
+        KeyboardInterrupt: Ctrl-C (SIGINT). While the items are computed the runner handles the
+            signal itself: it finishes the batch in flight, discards its outcomes (an extractor
+            may have turned the interrupt into item errors: those are never logged as
+            failures), writes the finished items and raises at that batch boundary; a rerun
+            resumes from there. A second Ctrl-C raises at once. The previous handler is put
+            back when the job stops.
     """
     k, n = shard
     if not 0 <= k < n:
         raise ValueError(f"shard {k}/{n}: expected 0 <= K < N")
     out = Path(out)
     work = work_dir(out)
-    work.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise JobError(f"output {out} is a directory; give the path of a .safetensors file")
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        probe = work / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise JobError(f"cannot write the output folder {work} (for {out}): "
+                       f"{err.strerror or err}") from None
     wanted = None if splits is None else set(splits)
     unknown = set() if wanted is None else wanted - set(corpus.splits)
     if unknown:
@@ -355,39 +519,43 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
         todo.sort(key=order)
 
     writer = _ChunkWriter(work, shard, info, chunk_items, chunk_seconds)
+    interrupt = _Interrupt()
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(todo), desc=f"{extractor.name} {k}/{n}", unit="utt",
                    dynamic_ncols=True, file=sys.stderr)
-    try:
-        for first in range(0, len(todo), max(1, extractor.batch_size)):
-            batch = todo[first:first + max(1, extractor.batch_size)]
-            for item, result in zip(batch, _outcomes(extractor, batch)):
-                if isinstance(result, Absent):
-                    writer.add(item.id, None, str(result))
-                    summary.absent += 1
-                    continue
-                if not isinstance(result, BaseException):
-                    vec = np.asarray(result, dtype=np.float32).reshape(-1)
-                    if writer.dim is not None and vec.shape[0] != writer.dim:
-                        result = JobError(f"vector of dimension {vec.shape[0]}, expected "
-                                          f"{writer.dim}")
-                    elif not np.isfinite(vec).all():
-                        result = JobError("NaN or inf in the vector")
-                    else:
-                        writer.add(item.id, vec)
-                        summary.done += 1
+    with interrupt.installed():  # Ctrl-C stops at the next batch boundary
+        try:
+            for first in range(0, len(todo), max(1, extractor.batch_size)):
+                interrupt.check()
+                batch = todo[first:first + max(1, extractor.batch_size)]
+                for item, result in zip(batch, _outcomes(extractor, batch, interrupt)):
+                    if isinstance(result, Absent):
+                        writer.add(item.id, None, str(result))
+                        summary.absent += 1
                         continue
-                writer.fail(item.id, result)
-                summary.failures[item.id] = _short_error(result)
-                summary.failed += 1
+                    if not isinstance(result, BaseException):
+                        vec = np.asarray(result, dtype=np.float32).reshape(-1)
+                        if writer.dim is not None and vec.shape[0] != writer.dim:
+                            result = JobError(f"vector of dimension {vec.shape[0]}, expected "
+                                              f"{writer.dim}")
+                        elif not np.isfinite(vec).all():
+                            result = JobError("NaN or inf in the vector")
+                        else:
+                            writer.add(item.id, vec)
+                            summary.done += 1
+                            continue
+                    writer.fail(item.id, result)
+                    summary.failures[item.id] = _short_error(result)
+                    summary.failed += 1
+                if bar is not None:
+                    bar.update(len(batch))
+            interrupt.check()  # a Ctrl-C while the last batch was recorded still stops the job
+        finally:
+            writer.flush()  # also on Ctrl-C: what is finished is kept
             if bar is not None:
-                bar.update(len(batch))
-    finally:
-        writer.flush()  # also on Ctrl-C: what is finished is kept
-        if bar is not None:
-            bar.close()
+                bar.close()
 
     summary.seconds = time.monotonic() - start
     if job_status(out)["missing"] == 0:
@@ -411,7 +579,7 @@ def merge_job(out: str | Path, *, allow_incomplete: bool = False) -> Path:
     job_file = work / "job.json"
     if not job_file.exists():
         raise JobError(f"no extraction job at {work} (no job.json): run the extraction first")
-    job = json.loads(job_file.read_text(encoding="utf-8"))
+    job = _read_job(job_file)
     ids: list[str] = job["ids"]
     rows, absent = _read_chunks(work)
     failures = {k: v for k, v in _read_failures(work).items() if k not in rows}
@@ -422,7 +590,7 @@ def merge_job(out: str | Path, *, allow_incomplete: bool = False) -> Path:
     for uid in missing:
         failures[uid] = "not attempted"
 
-    stores = {chunk: FeatureStore(chunk) for chunk in {c for c, _ in rows.values()}}
+    stores = {chunk: _open_chunk(chunk) for chunk in {c for c, _ in rows.values()}}
     dims = {s.dim for s in stores.values() if s.present.any()}
     if len(dims) > 1:
         raise JobError(f"{work}: chunks disagree on the dimension ({sorted(dims)})")
@@ -433,15 +601,25 @@ def merge_job(out: str | Path, *, allow_incomplete: bool = False) -> Path:
         if uid in rows:
             chunk, row = rows[uid]
             store = stores[chunk]
-            if store.present[row]:
-                vectors, _ = store.get([uid])
-                features[i] = vectors[0]
-                present[i] = True
+            try:
+                if store.present[row]:
+                    vectors, _ = store.get([uid])
+                    features[i] = vectors[0]
+                    present[i] = True
+            except UserError as err:  # the header was fine, the data is not
+                raise _chunk_error(chunk, err) from None
     info = dict(job["info"])
     info.update(dim=dim, absent={k: v for k, v in absent.items()},
                 failed={k: failures[k] for k in ids if k in failures},
                 num_absent=len(absent), num_failed=sum(k in failures for k in ids))
-    write_store(out, ids, features, present, info=info)
+    try:
+        write_store(out, ids, features, present, info=info)
+    except OSError as err:
+        raise JobError(f"cannot write the store {out}: {err.strerror or err}") from None
+    if ids and not present.any():
+        log.warning("%s: every one of its %d vectors is absent (%d failed, %d absent): check the "
+                    "media paths (corpus.media_root) and the failure log in %s", out, len(ids),
+                    info["num_failed"], len(absent), work)
     return out
 
 

@@ -41,7 +41,7 @@ import torch
 
 from feature_extraction._text_inputs import (ModelInput, SpecialLayout, build_inputs, collate,
                                              pool, utterance_text)
-from feature_extraction.runner import (CorpusSource, load_corpus, merge_job,
+from feature_extraction.runner import (CorpusSource, load_corpus, loading_model, merge_job,
                                        resolve_device, run_job)
 from multiemo.config import ConfigError, load, to_dict
 from multiemo.data.corpus import Corpus, Utterance
@@ -127,8 +127,9 @@ class TextModel:
         from transformers import AutoModel, AutoTokenizer
 
         self.path, self.cfg, self.device = path, cfg, device
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.encoder = AutoModel.from_pretrained(path).to(device)
+        with loading_model(path, "model"):
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.encoder = AutoModel.from_pretrained(path).to(device)
         config = self.encoder.config
         self.dim = int(config.hidden_size)
         limit = int(getattr(config, "max_position_embeddings", cfg.max_length) or cfg.max_length)

@@ -28,7 +28,6 @@ multiemo.config.ConfigError: key 'flag' (from the command line): expected a bool
 """
 
 
-from multiemo.errors import UserError
 import dataclasses
 import types
 from dataclasses import dataclass, field
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
+
+from multiemo.errors import UserError
 
 __all__ = ["ConfigError", "build", "load", "read_yaml", "to_dict", "dump_yaml", "parse_overrides", "Config",
            "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RuntimeConfig", "MODALITIES",

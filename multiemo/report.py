@@ -30,8 +30,6 @@ all the runs inside them.
 
 from __future__ import annotations
 
-from multiemo.errors import UserError
-
 import csv
 import io
 import json
@@ -44,6 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS, atomic_write_text
+from multiemo.errors import UserError
 from multiemo.metrics import bootstrap_interval, classification_scores, paired_bootstrap
 
 __all__ = ["PAPER_ROWS", "ReportError", "paper_row", "score_report", "write_report",

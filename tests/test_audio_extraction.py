@@ -11,7 +11,9 @@ import torch
 import yaml
 
 from feature_extraction._projection import load_projection, apply_projection
-from feature_extraction._synthetic import write_clip, write_wav
+import soundfile as sf
+
+from feature_extraction._synthetic import speech_like, write_clip, write_wav
 from feature_extraction.audio import (AudioJobConfig, LibrosaExtractor, OpenSmileExtractor,
                                       SpeechEncoderExtractor, _AudioSource, main)
 from feature_extraction.media import MediaError
@@ -35,6 +37,12 @@ def media(tmp_path_factory):
     data = (root / "clip.mp4").read_bytes()
     (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
     (root / "empty.wav").write_bytes(b"")
+    whole = write_clip(root / "streamable.mp4", duration=3.0, size=(64, 48), seed=9, faststart=True)
+    data = whole.read_bytes()
+    (root / "cut.mp4").write_bytes(data[: len(data) // 2])  # index says 3 s, data stops at ~1.5 s
+    damaged = speech_like(1.0, 16000, seed=10)
+    damaged[4000:4100] = np.nan
+    sf.write(str(root / "nan.wav"), damaged, 16000, subtype="FLOAT")  # NaN, not silence
     return root
 
 
@@ -146,7 +154,7 @@ def job_corpus(root) -> Corpus:
         dialogue("d0", "train", [("a", "utt0.wav"), ("b", "utt1.wav"), ("c", "utt2.wav")]),
         dialogue("d1", "train", [("a", "utt3.wav"), ("b", "clip.mp4"), ("c", "silent.wav")]),
         dialogue("d2", "test", [("a", "utt4.wav"), ("b", "truncated.mp4"), ("c", "nowhere.mp4"),
-                                ("d", "utt5.wav")]),
+                                ("d", "utt5.wav"), ("e", "cut.mp4"), ("f", "nan.wav")]),
     ))
 
 
@@ -174,8 +182,12 @@ def test_cli_job_records_failures_resumes_and_projects_on_train_only(media, tmp_
     ids = [u.id for u in job_corpus(media).utterances()]
     assert store.ids == ids and store.dim == 3 and raw.dim == 88
     present = dict(zip(ids, store.present))
-    assert [i for i in ids if not present[i]] == ["d1_c", "d2_b", "d2_c"]
-    assert set(store.info["failed"]) == {"d2_b", "d2_c"}
+    assert [i for i in ids if not present[i]] == ["d1_c", "d2_b", "d2_c", "d2_e", "d2_f"]
+    assert set(store.info["failed"]) == {"d2_b", "d2_c", "d2_e", "d2_f"}
+    assert "nan.wav: NaN samples: 100 of 16000" in store.info["failed"]["d2_f"]  # not "silent"
+    assert "4 item(s) failed" in caplog.text
+    assert "cut.mp4: audio stops at" in store.info["failed"]["d2_e"]  # the rule video applies too
+    assert "(truncated file?)" in store.info["failed"]["d2_e"]
     assert "not a readable media file" in store.info["failed"]["d2_b"]
     assert "does not exist" in store.info["failed"]["d2_c"]
     assert "silent" in store.info["absent"]["d1_c"]
@@ -276,4 +288,118 @@ def test_killed_job_resumes_without_recomputation_and_gives_the_same_store(media
         stores[name] = FeatureStore(out)
     a, b = stores["clean"], stores["killed"]
     assert a.ids == b.ids
+    np.testing.assert_array_equal(a.get(a.ids)[0], b.get(a.ids)[0])
+
+
+# -- faults of the job itself: one-line errors (issue 9) ---------------------------------------------
+
+def _cli(argv, capsys) -> tuple[int, str]:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err.strip().splitlines()[-1] if err.strip() else ""
+
+
+def test_job_faults_are_one_line_errors_and_lose_nothing(media, tmp_path, capsys):
+    config = write_config(tmp_path, media, chunk_items=2)
+    out = tmp_path / "features" / "audio.safetensors"
+    work = out.with_name(out.name + ".work")
+    assert main(["--config", config, "--shard", "0/2", "--no-progress"]) == 0
+    capsys.readouterr()
+    # --merge before every shard is done
+    code, line = _cli(["--config", config, "--merge", "--no-progress"], capsys)
+    assert code == 2 and line.startswith("multiemo extract audio: error: ")
+    assert str(work) in line and "have not been attempted yet" in line
+    assert "run the remaining shards first" in line and not out.exists()
+    # settings changed against job.json
+    code, line = _cli(["--config", config, "--no-progress", "sample_rate=8000"], capsys)
+    assert code == 2 and str(work / "job.json") in line and "other settings" in line
+    # a corrupt chunk: named, with what to do; the other chunks are left alone
+    chunks = sorted(work.glob("chunk-*.safetensors"))
+    assert len(chunks) >= 2
+    kept = {c: c.read_bytes() for c in chunks[1:]}
+    chunks[0].write_bytes(chunks[0].read_bytes()[:40])
+    code, line = _cli(["--config", config, "--no-progress"], capsys)
+    assert code == 2 and str(chunks[0]) in line and "corrupt chunk" in line
+    assert "delete this file" in line
+    assert all(c.read_bytes() == data for c, data in kept.items())
+    chunks[0].unlink()  # as the message says: the rerun recomputes its items and completes
+    assert main(["--config", config, "--no-progress"]) == 0
+    ids = [u.id for u in job_corpus(media).utterances()]
+    assert FeatureStore(out).ids == ids and FeatureStore(out).present.sum() == len(ids) - 5
+    capsys.readouterr()
+    # a corpus file that does not exist
+    code, line = _cli(["--config", config, "--no-progress", f"corpus.path={tmp_path / 'none.json'}"],
+                      capsys)
+    assert code == 2 and str(tmp_path / "none.json") in line and "does not exist" in line
+    # an output folder that cannot be written (its parent is a file)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code, line = _cli(["--config", config, "--no-progress", f"out={blocker / 'audio.safetensors'}"],
+                      capsys)
+    assert code == 2 and "cannot write the output folder" in line and str(blocker) in line
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_model_missing_from_the_cache_while_offline_is_named_at_once(media, tmp_path, capsys,
+                                                                       monkeypatch):
+    import time
+    from huggingface_hub import constants
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # an empty cache
+    config = write_config(tmp_path, media, family="ssl", ssl={"model": "no-such-org/no-such-model"})
+    start = time.monotonic()
+    code, line = _cli(["--config", config, "--no-progress"], capsys)
+    assert time.monotonic() - start < 30  # no minute of retries
+    assert code == 2 and "'no-such-org/no-such-model' is not in the local Hugging Face cache" in line
+    assert "offline" in line
+    assert not (tmp_path / "features" / "audio.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_opensmile_stops_the_job_and_a_rerun_resumes(media, tmp_path):
+    """Issue 9 item 6 with the real library: SIGINT to ``multiemo extract audio`` (openSMILE)
+    once chunks are on disk stops it with exit 130, logs no failure, and the rerun completes
+    with the vectors of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    corpus = Corpus("toy", ("neutral", "joy"), tuple(
+        Dialogue(f"d{d}", "train", tuple(utt(f"d{d}_u{u}", f"utt{(d + u) % 6}.wav")
+                                         for u in range(10)))
+        for d in range(30)))
+    corpus.save(tmp_path / "corpus.json")
+    stores = {}
+    for name in ("clean", "interrupted"):
+        out = tmp_path / name / "audio.safetensors"
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump({
+            "corpus": {"path": str(tmp_path / "corpus.json"), "media_root": str(media)},
+            "out": str(out), "family": "opensmile", "opensmile": {"feature_set": "ComParE_2016"},
+            "batch_size": 2, "chunk_items": 4, "num_workers": 1}))
+        command = [sys.executable, "-m", "multiemo.cli", "extract", "audio", "--config",
+                   str(config), "--no-progress"]
+        if name == "interrupted":
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True)
+            work = out.with_name(out.name + ".work")
+            deadline = time.monotonic() + 120
+            while len(list(work.glob("chunk-*"))) < 2 and proc.poll() is None and \
+                    time.monotonic() < deadline:
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGINT)
+            sent = time.monotonic()
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 130, err
+            assert time.monotonic() - sent < 10 and "interrupted" in err
+            assert not out.exists()
+            failures = list(work.glob("failures-*.jsonl"))
+            assert all(not f.read_text().strip() for f in failures)  # nothing logged as failed
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        stores[name] = FeatureStore(out)
+        assert stores[name].info["failed"] == {}, done.stderr
+    a, b = stores["clean"], stores["interrupted"]
+    assert a.ids == b.ids and a.present.all()
     np.testing.assert_array_equal(a.get(a.ids)[0], b.get(a.ids)[0])

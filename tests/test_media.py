@@ -114,6 +114,32 @@ def test_bad_files_raise_media_error_naming_file_and_reason(media, kind, call, r
     assert str(path) in str(err.value) and reason in str(err.value)
 
 
+def test_a_clip_cut_short_is_refused_by_audio_and_video_alike(media):
+    """Issue 9 item 5: an mp4 whose index (at the front) says 4 s but whose data stops at ~2 s
+    opens fine; both modalities must refuse it with the same "truncated" error, never sample
+    half of it. The part the data still covers stays readable, and an intact file passes."""
+    root = media["root"]
+    whole = write_clip(root / "streamable.mp4", duration=4.0, size=(160, 96), seed=5, faststart=True)
+    cut = root / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    assert probe(cut).duration == pytest.approx(4.0, abs=0.05)  # the header still promises 4 s
+    with pytest.raises(MediaError, match="truncated"):  # its one target is past the cut
+        sample_frames(cut, num_frames=1)
+    for call in (lambda: load_audio(cut), lambda: sample_frames(cut, num_frames=8),
+                 lambda: sample_frames(cut, num_frames=1, span=(0.0, 3.0)),  # target before the cut
+                 lambda: sample_frames(cut, stride=5, keyframes_only=True),
+                 lambda: load_audio(cut, span=(0.5, 3.5))):
+        with pytest.raises(MediaError, match=r"cut\.mp4: (audio|video) stops at 1\.\d+ s, before "
+                                             r"the \d\.\d\d s the header promises \(truncated file\?\)"):
+            call()
+    assert load_audio(cut, span=(0.2, 1.2)).shape == (16000,)
+    assert len(sample_frames(cut, num_frames=4, span=(0.0, 1.5)).frames) == 4
+    assert load_audio(whole).size == pytest.approx(64000, abs=1024)
+    assert len(sample_frames(whole, num_frames=8).frames) == 8
+    assert len(sample_frames(whole, num_frames=1).frames) == 1
+
+
 def test_corrupt_wav_and_zero_length_wav(media):
     root = media["root"]
     bad = root / "bad.wav"

@@ -257,3 +257,100 @@ def test_cli_helpers(tmp_path):
     assert load_corpus(CorpusSource(path=str(tmp_path / "corpus.json"))) == corpus
     with pytest.raises(ValueError, match="unknown dataset"):
         load_corpus(CorpusSource(dataset="swbd", root=str(tmp_path)))
+
+
+def test_ctrl_c_swallowed_by_the_extractor_still_stops_the_job_and_loses_nothing(tmp_path):
+    """Issue 9 item 6: a library callback (openSMILE) swallows the KeyboardInterrupt of Ctrl-C
+    and turns it into item errors. The runner handles SIGINT itself: the job stops at the next
+    batch boundary, keeps the finished chunks, logs no failure for the batch in flight, puts the
+    previous handler back, and a rerun gives the store of an uninterrupted run."""
+    import os
+    import signal
+    import time
+
+    corpus = toy_corpus()
+    out = tmp_path / "toy.safetensors"
+
+    class Swallowing(ToyExtractor):
+        def extract(self, items):
+            if len(self.calls) == 5:
+                self.calls.append([u.id for u in items])
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, mid-batch
+                    time.sleep(0.2)
+                except KeyboardInterrupt:
+                    pass  # swallowed, as a C callback does
+                return [RuntimeError("callback interrupted") for _ in items]
+            return super().extract(items)
+
+    before = signal.getsignal(signal.SIGINT)
+    ext = Swallowing()
+    with pytest.raises(KeyboardInterrupt):
+        run_job(ext, corpus, out, progress=False, chunk_items=8)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert len(ext.calls) == 6  # stopped at the batch boundary: no retry, no further batch
+    assert not out.exists()
+    status = job_status(out)
+    assert status["done"] == 20 and status["failed"] == 0  # five batches kept, none failed
+    failure_log = work_dir(out) / "failures-s0of1.jsonl"
+    assert not failure_log.exists() or failure_log.read_text() == ""
+    rest = ToyExtractor()
+    summary = run_job(rest, corpus, out, progress=False)
+    assert (summary.skipped, summary.done, summary.failed) == (20, 15, 0)
+    whole = tmp_path / "whole.safetensors"
+    run_job(ToyExtractor(), corpus, whole, progress=False)
+    a, b = FeatureStore(out), FeatureStore(whole)
+    assert a.ids == b.ids and a.present.all() and a.info["failed"] == {}
+    np.testing.assert_array_equal(a.get(a.ids)[0], b.get(b.ids)[0])
+
+
+def test_an_error_caused_by_an_interrupt_is_never_a_failure(tmp_path):
+    """An extractor that catches KeyboardInterrupt and raises its own error (no signal at all):
+    the runner stops with KeyboardInterrupt instead of retrying and logging failures."""
+    corpus = toy_corpus(1)
+    out = tmp_path / "toy.safetensors"
+
+    class Converting(ToyExtractor):
+        def extract(self, items):
+            if len(self.calls) == 1:
+                self.calls.append([u.id for u in items])
+                try:
+                    raise KeyboardInterrupt
+                except KeyboardInterrupt:
+                    raise RuntimeError("processing aborted")  # chained to the interrupt
+            return super().extract(items)
+
+    ext = Converting()
+    with pytest.raises(KeyboardInterrupt):
+        run_job(ext, corpus, out, progress=False, chunk_items=2)
+    assert len(ext.calls) == 2  # no item-by-item retry of the interrupted batch
+    assert job_status(out)["failed"] == 0 and job_status(out)["done"] == 4
+
+
+def test_a_store_where_every_vector_is_absent_is_warned_about(tmp_path, caplog):
+    import logging
+    corpus = toy_corpus(1)
+    out = tmp_path / "toy.safetensors"
+    ext = ToyExtractor(absent={u.id for u in corpus.utterances()})
+    with caplog.at_level(logging.WARNING, logger="feature_extraction"):
+        summary = run_job(ext, corpus, out, progress=False)
+    assert summary.merged == out and summary.absent == 7  # the job goes on and merges
+    assert not FeatureStore(out).present.any()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "every one of its 7 vectors is absent" in warnings[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="feature_extraction"):
+        run_job(ToyExtractor(absent={"d0_u0"}), corpus, tmp_path / "ok.safetensors", progress=False)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_a_damaged_job_file_is_a_job_error_naming_it(tmp_path):
+    corpus = toy_corpus(1)
+    out = tmp_path / "toy.safetensors"
+    run_job(ToyExtractor(), corpus, out, shard=(0, 2), progress=False)
+    job_file = work_dir(out) / "job.json"
+    job_file.write_text(job_file.read_text()[:20])
+    with pytest.raises(JobError, match=r"job\.json: not a readable job file .* delete"):
+        run_job(ToyExtractor(), corpus, out, shard=(1, 2), progress=False)
+    with pytest.raises(JobError, match=r"job\.json"):
+        merge_job(out)

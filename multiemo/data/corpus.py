@@ -30,8 +30,6 @@ True
 
 from __future__ import annotations
 
-from multiemo.errors import UserError
-
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from multiemo.data.atomic import atomic_write_text
+from multiemo.errors import UserError
 
 __all__ = ["Utterance", "Dialogue", "Corpus", "CorpusError", "MELD_LABELS", "IEMOCAP_LABELS",
            "SPLITS", "atomic_write_text"]

@@ -10,8 +10,6 @@ dialogue or the utterance ids. A vector the store marks absent is a zero vector 
 
 from __future__ import annotations
 
-from multiemo.errors import UserError
-
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from multiemo.data.corpus import Corpus, CorpusError, Dialogue
 from multiemo.data.store import FeatureStore, StoreError
+from multiemo.errors import UserError
 
 __all__ = ["DialogueDataset", "Batch", "collate", "split_dialogues", "open_stores", "DataError"]
 

@@ -30,8 +30,6 @@ pickle, only when asked to import, and it warns: import pickles only from a trus
 
 from __future__ import annotations
 
-from multiemo.errors import UserError
-
 import pickle
 import sys
 import warnings
@@ -43,6 +41,7 @@ import numpy as np
 from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS, Corpus, CorpusError, Dialogue, \
     Utterance
 from multiemo.data.store import StoreError, write_store
+from multiemo.errors import UserError
 
 __all__ = ["run_command", "OfficialImportError", "UntrustedPickleWarning", "import_official", "read_official",
            "main", "FEATURE_FILES"]

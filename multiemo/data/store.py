@@ -29,8 +29,6 @@ header; vectors are read, memory-mapped by safetensors, when first asked for.
 
 from __future__ import annotations
 
-from multiemo.errors import UserError
-
 import datetime as _dt
 import json
 import platform
@@ -43,6 +41,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from multiemo.data.atomic import atomic_path
+from multiemo.errors import UserError
 
 __all__ = ["FeatureStore", "StoreError", "write_store", "library_versions", "FORMAT", "FORMAT_VERSION"]
 
