@@ -83,6 +83,8 @@ def run_extraction(args, *, config_cls: type, build: Callable[[Any], Any]) -> in
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(str(err)) from None
+    if cfg.num_threads < 0:
+        raise ConfigError(f"num_threads must be 0 (torch's default) or positive, got {cfg.num_threads}")
     if cfg.num_threads > 0:
         import torch
         torch.set_num_threads(cfg.num_threads)

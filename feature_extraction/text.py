@@ -214,6 +214,8 @@ def extract_text(cfg: TextExtractConfig, corpus: Corpus, *, shard: tuple[int, in
 def run_command(args) -> int:
     """``multiemo extract text`` (the options are declared in :mod:`multiemo.cli`)."""
     cfg = load(TextExtractConfig, args.config, args.overrides)
+    if cfg.num_threads < 0:
+        raise ConfigError(f"num_threads must be 0 (torch's default) or positive, got {cfg.num_threads}")
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     if args.merge:

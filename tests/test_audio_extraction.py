@@ -339,6 +339,8 @@ def test_job_faults_are_one_line_errors_and_lose_nothing(media, tmp_path, capsys
                       capsys)
     assert code == 2 and "cannot write the output folder" in line and str(blocker) in line
     assert blocker.read_text() == "not a folder"
+    code, line = _cli(["--config", config, "--no-progress", "num_threads=-1"], capsys)
+    assert code == 2 and "num_threads must be 0" in line
 
 
 def test_a_model_missing_from_the_cache_while_offline_is_named_at_once(media, tmp_path, capsys,

@@ -86,6 +86,7 @@ def test_same_seed_same_metrics_and_resume_reaches_the_same_result(root, tmp_pat
 
     monkeypatch.setattr(train_module, "run_epoch", dying_run_epoch)
     assert run(root, tmp_path / "c", "train.epochs=3") == 130  # Ctrl-C: a clean stop
+    assert f"multiemo train --resume {tmp_path / 'c'}" in (tmp_path / "c" / "train.log").read_text()
     monkeypatch.setattr(train_module, "run_epoch", real_run_epoch)
     assert [m["epoch"] for m in read_metrics(tmp_path / "c")] == [1]  # the finished epoch is kept
     assert run(root, tmp_path / "c") == 2  # refuses to start over an existing run
