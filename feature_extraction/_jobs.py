@@ -12,6 +12,7 @@ from typing import Any, Callable, TypeVar
 from feature_extraction.media import MediaError
 from feature_extraction.runner import Absent, CorpusSource, load_corpus, merge_job, run_job
 from multiemo.config import ConfigError, load
+from multiemo.data.datasets import dataset_info
 
 __all__ = ["ProjectionConfig", "media_root_of", "raw_store_path", "run_extraction", "map_items"]
 
@@ -53,11 +54,13 @@ class ProjectionConfig:
 
 
 def media_root_of(source: CorpusSource) -> str | None:
-    """Where utterance media paths are resolved: ``corpus.media_root``, else the raw IEMOCAP
-    release's root (its media paths are relative to it), else the working directory."""
+    """Where utterance media paths are resolved: ``corpus.media_root``, else the raw release's
+    root for a dataset whose media paths are relative to it (IEMOCAP), else the working
+    directory."""
     if source.media_root:
         return source.media_root
-    if source.dataset == "iemocap" and source.root:
+    info = dataset_info(source.dataset) if source.dataset else None
+    if info is not None and info.media == "release" and source.root:
         return source.root
     return None
 

@@ -636,7 +636,7 @@ class CorpusSource:
     """
 
     path: str = "data/meld/corpus.json"
-    dataset: str = ""  # "", "meld" or "iemocap"
+    dataset: str = ""  # "" or a name of multiemo.data.datasets (meld, iemocap, emorynlp, dailydialog)
     root: str = ""  # the raw release, when dataset is set
     media_root: str = ""
     skip_bad_rows: bool = False  # skip (and count) bad rows of the raw release instead of failing
@@ -648,10 +648,11 @@ def load_corpus(source: CorpusSource) -> Corpus:
         return Corpus.load(source.path)
     if not source.root:
         raise ValueError(f"corpus.dataset={source.dataset!r} needs corpus.root (the raw release)")
-    from multiemo.data.cli import read_corpus
-    media_root = source.media_root or None if source.dataset == "meld" else None  # IEMOCAP: root
-    corpus = read_corpus(source.dataset, source.root, media_root=media_root,
-                         skip_bad_rows=source.skip_bad_rows)
+    from multiemo.data.datasets import dataset_info, read_dataset
+    info = dataset_info(source.dataset)
+    media_root = source.media_root or None if info is not None and info.media == "separate" else None
+    corpus = read_dataset(source.dataset, source.root, media_root=media_root,
+                          skip_bad_rows=source.skip_bad_rows)
     if source.path:
         path = Path(source.path)
         if not path.exists() or Corpus.load(path) != corpus:

@@ -59,6 +59,7 @@ def _job_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from multiemo.data.datasets import DATASETS  # the one table of datasets
     parser = argparse.ArgumentParser(prog="multiemo", description="MultiEMO for multimodal emotion "
                                      "recognition in conversations. `multiemo COMMAND --help` "
                                      "gives each command's options.")
@@ -141,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("build", "write the corpus.json that extraction and training read")):
         p = _command(corpus_sub, name, "multiemo.data.cli:run_command", text)
         p.set_defaults(command=f"corpus {name}", action=name)
-        p.add_argument("--dataset", required=True, choices=("meld", "iemocap"))
+        p.add_argument("--dataset", required=True, choices=list(DATASETS),
+                       help="; ".join(d.description for d in DATASETS.values()))
         p.add_argument("--root", required=True, help="the raw release (MELD: the CSV folder)")
         p.add_argument("--media-root", default=None, help="MELD: the folder of the clip folders")
         p.add_argument("--skip-bad-rows", action="store_true",

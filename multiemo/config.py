@@ -207,7 +207,10 @@ class TrainConfig:
     plateau_patience: int = 10
     plateau_threshold: float = 1e-6
     seed: int = 2023
-    select_metric: Literal["weighted_f1", "macro_f1"] = "weighted_f1"  # validation metric that picks the epoch
+    # the validation metric that picks the epoch; auto: the dataset's primary metric
+    # (multiemo.data.datasets: weighted_f1 for MELD, IEMOCAP, EmoryNLP and own corpora, micro_f1
+    # without "no emotion" for DailyDialog)
+    select_metric: Literal["auto", "weighted_f1", "macro_f1", "micro_f1"] = "auto"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -230,7 +233,7 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class Config:
-    dataset: str = "meld"  # meld, iemocap, or any name (chooses the paper row in reports)
+    dataset: str = "meld"  # a name of multiemo.data.datasets (its primary metric, paper row) or any name
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)

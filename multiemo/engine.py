@@ -32,6 +32,7 @@ import torch
 from multiemo.config import Config, resolve_device, to_dict
 from multiemo.data.atomic import atomic_path, atomic_write_text
 from multiemo.data.corpus import Corpus
+from multiemo.data.datasets import excluded_class_index, primary_metric
 from multiemo.data.dataset import Batch, DataError, DialogueDataset, collate, open_stores, split_dialogues
 from multiemo.errors import UserError
 from multiemo.losses import MultiEMOLoss, build_loss
@@ -140,6 +141,8 @@ class Training:
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     device: torch.device
     amp: bool
+    metric: str  # the validation metric that picks the epoch (train.select_metric resolved)
+    exclude: int | None  # the class micro-F1 leaves out (the dataset's rule), if any
 
 
 def build_training(cfg: Config, data: Prepared | DataCache | None = None) -> Training:
@@ -162,7 +165,11 @@ def build_training(cfg: Config, data: Prepared | DataCache | None = None) -> Tra
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=cfg.train.plateau_factor,
         patience=cfg.train.plateau_patience, threshold=cfg.train.plateau_threshold)
-    return Training(cfg, prepared, model, criterion, optimizer, scheduler, device, amp)
+    metric = cfg.train.select_metric
+    if metric == "auto":
+        metric = primary_metric(cfg.dataset)
+    exclude = excluded_class_index(cfg.dataset, prepared.labels)
+    return Training(cfg, prepared, model, criterion, optimizer, scheduler, device, amp, metric, exclude)
 
 
 @contextlib.contextmanager
@@ -194,8 +201,9 @@ def forward_losses(model: MultiEMO, criterion: MultiEMOLoss, batch: Batch, amp: 
     return total, parts, logits, labels
 
 
-def run_epoch(model, criterion, data, device, amp, optimizer=None) -> dict:
-    """Train (with ``optimizer``) or score one pass. Losses are utterance-weighted means."""
+def run_epoch(model, criterion, data, device, amp, optimizer=None, exclude: int | None = None) -> dict:
+    """Train (with ``optimizer``) or score one pass. Losses are utterance-weighted means;
+    ``exclude`` is the class micro-F1 leaves out (see :func:`multiemo.metrics.classification_scores`)."""
     training = optimizer is not None
     model.train(training)
     sums: dict[str, float] = {}
@@ -216,9 +224,9 @@ def run_epoch(model, criterion, data, device, amp, optimizer=None) -> dict:
             preds.append(logits.argmax(-1).cpu())
             golds.append(labels.cpu())
     y_pred, y_true = torch.cat(preds).numpy(), torch.cat(golds).numpy()
-    scores = classification_scores(y_true, y_pred, criterion.num_classes)
-    return {**{k: v / count for k, v in sums.items()}, "weighted_f1": scores["weighted_f1"],
-            "macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"]}
+    scores = classification_scores(y_true, y_pred, criterion.num_classes, exclude)
+    return {**{k: v / count for k, v in sums.items()},
+            **{k: scores[k] for k in ("weighted_f1", "macro_f1", "micro_f1", "accuracy")}}
 
 
 # -- checkpoints --------------------------------------------------------------------------------
@@ -263,7 +271,7 @@ def fit(t: Training, run: RunDir, resume: bool = False,
     Raises:
         Diverged: a non-finite training loss (the run is marked failed).
     """
-    cfg, metric = t.cfg, t.cfg.train.select_metric
+    cfg, metric = t.cfg, t.metric
     seed = cfg.train.seed
     history: list[dict] = []
     best = {"epoch": 0, "score": -1.0}
@@ -286,12 +294,12 @@ def fit(t: Training, run: RunDir, resume: bool = False,
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         started = time.perf_counter()
         train_loader = loader(train_set, cfg.train.batch_size, shuffle_seed=seed * 100_003 + epoch)
-        train_metrics = run_epoch(t.model, t.criterion, train_loader, t.device, t.amp, t.optimizer)
+        train_metrics = run_epoch(t.model, t.criterion, train_loader, t.device, t.amp, t.optimizer, t.exclude)
         if not math.isfinite(train_metrics["loss"]):
             run.update_info(status="failed", error=f"training loss {train_metrics['loss']} at epoch {epoch}")
             raise Diverged(f"{run.path}: the training loss is {train_metrics['loss']} at epoch {epoch}: "
                            f"the run diverged and is marked failed (try a lower train.lr)")
-        valid_metrics = run_epoch(t.model, t.criterion, valid_loader, t.device, t.amp)
+        valid_metrics = run_epoch(t.model, t.criterion, valid_loader, t.device, t.amp, exclude=t.exclude)
         t.scheduler.step(valid_metrics["loss"])
         record = {"epoch": epoch, "lr": t.optimizer.param_groups[0]["lr"], "train": train_metrics,
                   "valid": valid_metrics, "time_s": round(time.perf_counter() - started, 3)}

@@ -64,24 +64,36 @@ def confusion(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) ->
 
 
 def classification_scores(y_true: Sequence[int], y_pred: Sequence[int],
-                          num_classes: int) -> dict:
-    """Per-class F1, weighted-F1, macro-F1, accuracy (fractions) and per-class support.
+                          num_classes: int, exclude: int | None = None) -> dict:
+    """Per-class F1, weighted-F1, macro-F1, micro-F1, accuracy (fractions) and per-class support.
 
     Args:
         y_true: gold class indices.
         y_pred: predicted class indices, same length.
         num_classes: K; every class ``0..K-1`` gets a column even if it never occurs.
+        exclude: a class that micro-F1 leaves out (DailyDialog's "no emotion"): scikit-learn's
+            ``f1_score(average="micro", labels=<every other class>)``; None: micro-F1 over all
+            classes, which equals accuracy.
 
     Returns:
-        ``{"per_class_f1": [K floats], "weighted_f1", "macro_f1", "accuracy",
+        ``{"per_class_f1": [K floats], "weighted_f1", "macro_f1", "micro_f1", "accuracy",
         "support": [K ints], "confusion": [[K ints] * K]}`` (row = true, column = predicted).
+
+    >>> classification_scores([0, 1, 2, 0], [1, 1, 0, 0], 3, exclude=0)["micro_f1"]  # 1 hit, 1 FP, 1 FN
+    0.5
     """
     matrix = confusion(y_true, y_pred, num_classes)
     per_class, weighted = _f1_from_confusion(matrix)
+    kept = np.ones(num_classes, dtype=bool)
+    if exclude is not None:
+        kept[exclude] = False
+    tp = np.trace(matrix * kept[:, None])  # hits on the kept classes
+    both = matrix[kept, :].sum() + matrix[:, kept].sum()  # kept gold + kept predictions
     return {
         "per_class_f1": per_class.tolist(),
         "weighted_f1": float(weighted),
         "macro_f1": float(per_class.mean()),
+        "micro_f1": float(2 * tp / both) if both else 0.0,
         "accuracy": float(np.trace(matrix) / matrix.sum()),
         "support": matrix.sum(axis=1).tolist(),
         "confusion": matrix.tolist(),

@@ -42,10 +42,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS, atomic_write_text
+from multiemo.data.datasets import excluded_class_index, primary_metric
 from multiemo.errors import UserError
 from multiemo.metrics import bootstrap_interval, classification_scores, paired_bootstrap
 
-__all__ = ["PAPER_ROWS", "ReportError", "paper_row", "score_report", "write_report",
+__all__ = ["PAPER_ROWS", "ReportError", "paper_row", "score_report", "write_report", "summary_columns",
            "report_markdown", "report_csv", "aggregate", "format_table", "write_summary",
            "load_run", "find_runs", "compare_groups", "compare_runs", "format_comparison",
            "run_command", "main"]
@@ -53,7 +54,21 @@ __all__ = ["PAPER_ROWS", "ReportError", "paper_row", "score_report", "write_repo
 REPORT_FORMAT = "multiemo-report"
 REPORT_VERSION = 1
 SUMMARY_COLUMNS = ("weighted_f1", "accuracy", "macro_f1")
-_HEADERS = {"weighted_f1": "w-F1", "accuracy": "Acc", "macro_f1": "macro-F1"}
+_HEADERS = {"weighted_f1": "w-F1", "accuracy": "Acc", "macro_f1": "macro-F1", "micro_f1": "micro-F1"}
+
+
+def summary_columns(dataset: str, labels: Sequence[str]) -> tuple[str, ...]:
+    """The score columns of a report: the dataset's primary metric first (its papers' headline:
+    weighted-F1, or DailyDialog's micro-F1 without "no emotion"), then the others.
+
+    >>> summary_columns("dailydialog", ["no_emotion", "anger"])
+    ('micro_f1', 'weighted_f1', 'accuracy', 'macro_f1')
+    """
+    columns = list(SUMMARY_COLUMNS)
+    if excluded_class_index(dataset, labels) is not None:
+        columns.append("micro_f1")
+    primary = primary_metric(dataset)
+    return tuple([primary] + [c for c in columns if c != primary])
 _N = None  # "-" in the paper's tables: not reported
 
 # PAPER.md §7: the published tables (per-class F1 in label-index order, then weighted-F1), in %.
@@ -138,7 +153,8 @@ def score_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[
                  extra: dict | None = None, *, n_resamples: int = 1000, seed: int = 0) -> dict:
     """The report dict of :func:`write_report`, without writing anything."""
     labels = [str(name) for name in labels]
-    s = classification_scores(y_true, y_pred, len(labels))
+    exclude = excluded_class_index(dataset, labels)
+    s = classification_scores(y_true, y_pred, len(labels), exclude)
     low, high = bootstrap_interval(y_true, y_pred, groups, n_resamples=n_resamples, seed=seed,
                                    num_classes=len(labels))
     num_dialogues = len({str(g) for g in groups}) if groups is not None else None
@@ -149,7 +165,9 @@ def score_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[
         "num_dialogues": num_dialogues,
         "scores": {"per_class_f1": [100 * f for f in s["per_class_f1"]],
                    "weighted_f1": 100 * s["weighted_f1"], "macro_f1": 100 * s["macro_f1"],
-                   "accuracy": 100 * s["accuracy"], "support": s["support"]},
+                   "accuracy": 100 * s["accuracy"], "support": s["support"],
+                   **({"micro_f1": 100 * s["micro_f1"], "micro_f1_excludes": labels[exclude]}
+                      if exclude is not None else {})},
         "weighted_f1_ci": {"low": 100 * low, "high": 100 * high, "confidence": 0.95,
                            "method": "percentile bootstrap", "n_resamples": n_resamples,
                            "seed": seed, "resampled": "dialogues" if groups is not None
@@ -196,7 +214,8 @@ def write_report(out_dir: str | Path, y_true: Sequence[int], y_pred: Sequence[in
 def _row_cells(report: dict) -> list[str]:
     order, _ = _column_order(report["dataset"], report["labels"])
     s = report["scores"]
-    return [_fmt(s["per_class_f1"][i]) for i in order] + [_fmt(s[c]) for c in SUMMARY_COLUMNS]
+    return [_fmt(s["per_class_f1"][i]) for i in order] + \
+        [_fmt(s[c]) for c in summary_columns(report["dataset"], report["labels"])]
 
 
 def _paper_cells(dataset: str, labels: Sequence[str]) -> tuple[str, list[str]] | None:
@@ -210,7 +229,7 @@ def _paper_cells(dataset: str, labels: Sequence[str]) -> tuple[str, list[str]] |
 
 def _header(dataset: str, labels: Sequence[str]) -> list[str]:
     _, columns = _column_order(dataset, labels)
-    return ["run"] + columns + [_HEADERS[c] for c in SUMMARY_COLUMNS]
+    return ["run"] + columns + [_HEADERS[c] for c in summary_columns(dataset, labels)]
 
 
 def report_markdown(report: dict, name: str = "ours") -> str:
@@ -237,7 +256,10 @@ def report_markdown(report: dict, name: str = "ours") -> str:
              f"{units}, {ci['method']}).",
              "",
              f"All scores in %. Per-class F1 and w-F1 (weighted-F1) as in the paper; Acc = "
-             f"accuracy; macro-F1 = unweighted mean of the per-class F1. Class counts: {support}."]
+             f"accuracy; macro-F1 = unweighted mean of the per-class F1"
+             + (f"; micro-F1 over every class but {report['scores']['micro_f1_excludes']!r} "
+                f"(the dataset's primary metric)" if "micro_f1" in report["scores"] else "")
+             + f". Class counts: {support}."]
     if paper is None:
         lines.append(f"No published row for dataset {dataset!r} with these classes.")
     else:
@@ -251,12 +273,13 @@ def report_csv(report: dict, name: str = "ours") -> str:
     order, _ = _column_order(dataset, labels)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["run"] + [labels[i] for i in order] + list(SUMMARY_COLUMNS)
+    score_columns = summary_columns(dataset, labels)
+    writer.writerow(["run"] + [labels[i] for i in order] + list(score_columns)
                     + ["weighted_f1_ci_low", "weighted_f1_ci_high"])
     s = report["scores"]
     ci = report["weighted_f1_ci"]
     writer.writerow([name] + [s["per_class_f1"][i] for i in order]
-                    + [s[c] for c in SUMMARY_COLUMNS] + [ci["low"], ci["high"]])
+                    + [s[c] for c in score_columns] + [ci["low"], ci["high"]])
     paper = paper_row(dataset, labels)
     if paper is not None:
         writer.writerow(["MultiEMO (paper)"] + ["" if paper["per_class_f1"][i] is None
@@ -347,7 +370,7 @@ def aggregate(reports: Sequence[dict], names: Sequence[str] | None = None) -> di
     _check_same(reports, names)
     columns = {"per_class_f1": np.array([r["scores"]["per_class_f1"] for r in reports], float)}
     columns.update({c: np.array([r["scores"][c] for r in reports], float)
-                    for c in SUMMARY_COLUMNS})
+                    for c in summary_columns(reports[0]["dataset"], reports[0]["labels"])})
     n = len(reports)
 
     def std(values: np.ndarray) -> Any:
@@ -384,7 +407,7 @@ def format_table(reports: Sequence[dict], names: Sequence[str] | None = None) ->
     mean, sd = summary["mean"], summary["std"]
     rows.append([f"mean ± std (n={summary['num_runs']})"]
                 + [pm(mean["per_class_f1"][i], sd["per_class_f1"][i]) for i in order]
-                + [pm(mean[c], sd[c]) for c in SUMMARY_COLUMNS])
+                + [pm(mean[c], sd[c]) for c in summary_columns(dataset, labels)])
     paper = _paper_cells(dataset, labels)
     if paper is not None:
         rows.append([paper[0]] + paper[1])
@@ -406,16 +429,17 @@ def write_summary(out_dir: str | Path, reports: Sequence[dict],
     order, _ = _column_order(summary["dataset"], summary["labels"])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["run"] + [summary["labels"][i] for i in order] + list(SUMMARY_COLUMNS))
+    score_columns = summary_columns(summary["dataset"], summary["labels"])
+    writer.writerow(["run"] + [summary["labels"][i] for i in order] + list(score_columns))
     per_run = summary["per_run"]
     for k, name in enumerate(summary["runs"]):
         writer.writerow([name] + [per_run["per_class_f1"][k][i] for i in order]
-                        + [per_run[c][k] for c in SUMMARY_COLUMNS])
+                        + [per_run[c][k] for c in score_columns])
     for stat in ("mean", "std"):
         values = summary[stat]
         writer.writerow([stat] + ["" if values["per_class_f1"][i] is None
                                   else values["per_class_f1"][i] for i in order]
-                        + ["" if values[c] is None else values[c] for c in SUMMARY_COLUMNS])
+                        + ["" if values[c] is None else values[c] for c in score_columns])
     atomic_write_text(out / "summary.csv", buf.getvalue())
     return summary
 

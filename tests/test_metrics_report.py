@@ -69,6 +69,11 @@ def test_classification_scores_match_sklearn():
         assert s["per_class_f1"] == pytest.approx(
             f1_score(t, p, labels=range(6), average=None, zero_division=0).tolist())
         assert s["accuracy"] == pytest.approx(accuracy_score(t, p))
+        assert s["micro_f1"] == pytest.approx(accuracy_score(t, p))
+        for left_out in (0, 5):  # DailyDialog's micro-F1 leaves "no emotion" out
+            assert classification_scores(t, p, 6, exclude=left_out)["micro_f1"] == pytest.approx(
+                f1_score(t, p, labels=[c for c in range(6) if c != left_out], average="micro",
+                         zero_division=0))
 
 
 def _noisy(n, k, accuracy, seed):

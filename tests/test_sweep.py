@@ -156,7 +156,7 @@ def test_study_runs_every_variant_and_seed_and_tests_against_the_reference(root,
     ({"space": {"model.multiattn": {"choices": [True, "maybe"]}}}, "space.model.multiattn: key 'model.multiattn'"),
     ({"space": {"train.batch_size": {"choices": [8, 2.5]}}}, "space.train.batch_size"),
     ({"final": {"seeds": []}}, "final.seeds is empty"),
-    ({"objective": "test_weighted_f1"}, "objective must be weighted_f1 or macro_f1"),
+    ({"objective": "test_weighted_f1"}, "objective must be auto (the dataset's primary metric)"),
 ])
 def test_bad_sweep_files_are_named(root, tmp_path, capsys, changes, message):
     spec = sweep_file(tmp_path, root, **changes)

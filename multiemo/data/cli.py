@@ -12,23 +12,16 @@ from __future__ import annotations
 import json
 import sys
 
-from multiemo.data.corpus import Corpus, CorpusError
+from multiemo.data.corpus import Corpus
+from multiemo.data.datasets import read_dataset
 
 __all__ = ["main", "run_command", "read_corpus"]
 
 
 def read_corpus(dataset: str, root: str, *, media_root: str | None = None,
                 skip_bad_rows: bool = False) -> Corpus:
-    """Read a raw MELD or IEMOCAP release with its reader."""
-    if dataset == "meld":
-        from multiemo.data.meld import read_meld
-        return read_meld(root, media_root=media_root, skip_bad_rows=skip_bad_rows)
-    if dataset == "iemocap":
-        if media_root:
-            raise CorpusError("--media-root is for MELD; IEMOCAP media are relative to --root")
-        from multiemo.data.iemocap import read_iemocap
-        return read_iemocap(root, skip_bad_rows=skip_bad_rows)
-    raise CorpusError(f"unknown dataset {dataset!r} (expected meld or iemocap)")
+    """Read a raw release with its reader from the table (:mod:`multiemo.data.datasets`)."""
+    return read_dataset(dataset, root, media_root=media_root, skip_bad_rows=skip_bad_rows)
 
 
 def format_stats(corpus: Corpus) -> str:

@@ -18,8 +18,9 @@ A **sweep** searches a space; a **study** runs named variants (an ablation grid)
 ``base`` is relative to the YAML file. A space entry is a float range (``low``, ``high``,
 optional ``log``/``step``), an int range (integers ``low``/``high`` on an int field), or
 ``choices``. Every path must be a field of the training config and every value must fit it:
-the error names the path. ``objective`` is the validation metric (``weighted_f1`` or
-``macro_f1``) that trials maximise and that picks each trial's epoch.
+the error names the path. ``objective`` is the validation metric (``weighted_f1``, ``macro_f1``
+or ``micro_f1``; default ``auto``: the primary metric of the base config's dataset) that trials
+maximise and that picks each trial's epoch.
 
 >>> spec = SweepSpec.from_dict({"base": None, "trials": 3,
 ...     "space": {"train.lr": {"low": 1e-4, "high": 1e-2, "log": True}}}, "s.yaml")
@@ -93,7 +94,7 @@ class SweepSpec:
     name: str | None
     base: str | None  # resolved path of the base training config
     overrides: tuple[str, ...]
-    objective: Literal["weighted_f1", "macro_f1"]
+    objective: Literal["weighted_f1", "macro_f1", "micro_f1"]
     trials: int
     sampler: str
     sampler_seed: int
@@ -142,10 +143,10 @@ class SweepSpec:
                 raise SweepError(f"{source}: base: training config {base_path} does not exist")
             base = str(base_path)
         overrides = _overrides(data.get("overrides"), source)
-        objective = data.get("objective", "weighted_f1")
-        if objective not in ("weighted_f1", "macro_f1"):
-            raise SweepError(f"{source}: objective must be weighted_f1 or macro_f1 (a validation "
-                             f"metric), got {objective!r}")
+        objective = data.get("objective", "auto")
+        if objective not in ("auto", "weighted_f1", "macro_f1", "micro_f1"):
+            raise SweepError(f"{source}: objective must be auto (the dataset's primary metric), "
+                             f"weighted_f1, macro_f1 or micro_f1 (a validation metric), got {objective!r}")
         sampler = dict(data.get("sampler") or {})
         pruner = dict(data.get("pruner") or {})
         study = _study(data.get("study"), source)
@@ -177,6 +178,10 @@ class SweepSpec:
             raise SweepError(f"{source}: sampler.name must be tpe, random or grid, got {spec.sampler!r}")
         if spec.pruner not in ("median", "hyperband", "none"):
             raise SweepError(f"{source}: pruner.name must be median, hyperband or none, got {spec.pruner!r}")
+        if spec.objective == "auto":  # the primary metric of the base config's dataset
+            from multiemo.data.datasets import primary_metric
+            spec = dataclasses.replace(spec, objective="weighted_f1")
+            spec = dataclasses.replace(spec, objective=primary_metric(spec.base_config().dataset))
         spec.check_paths()
         return spec
 

@@ -230,8 +230,7 @@ class Worker:
         if self.spec.is_study:  # a full run: each variant is a row of the final table
             train(cfg, run.path, echo=False, overrides=overrides, data=self.cache,
                   tracker_group=self.group)
-            return 100 * run.info()[f"valid_{cfg.train.select_metric}"]
-        metric = cfg.train.select_metric
+            return 100 * run.info()[f"valid_{run.info()['select_metric']}"]
         with run.locked():
             _setup_logging(run.path, echo=False)
             with runtime(cfg):
@@ -242,7 +241,7 @@ class Worker:
 
                 def report(record: dict) -> None:
                     tracker.log_epoch(record)
-                    trial.report(100 * record["valid"][metric], record["epoch"])
+                    trial.report(100 * record["valid"][t.metric], record["epoch"])
                     if trial.should_prune():
                         tracker.finish(None, run.path)
                         raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
