@@ -12,7 +12,7 @@ from typing import Any, Callable, TypeVar
 from feature_extraction.media import MediaError
 from feature_extraction.runner import Absent, CorpusSource, load_corpus, merge_job, run_job
 from multiemo.config import ConfigError, load
-from multiemo.data.datasets import dataset_info
+from multiemo.data.corpus import Corpus
 
 __all__ = ["ProjectionConfig", "media_root_of", "raw_store_path", "run_extraction", "map_items"]
 
@@ -54,15 +54,12 @@ class ProjectionConfig:
 
 
 def media_root_of(source: CorpusSource) -> str | None:
-    """Where utterance media paths are resolved: ``corpus.media_root``, else the raw release's
-    root for a dataset whose media paths are relative to it (IEMOCAP), else the working
-    directory."""
+    """Where utterance media paths are resolved: ``corpus.media_root``, else the media root the
+    corpus recorded when it was built (``info["media_root"]``), else the working directory."""
     if source.media_root:
         return source.media_root
-    info = dataset_info(source.dataset) if source.dataset else None
-    if info is not None and info.media == "release" and source.root:
-        return source.root
-    return None
+    path = Path(source.path)
+    return Corpus.load(path).info.get("media_root") if path.is_file() else None
 
 
 def raw_store_path(out: str | Path) -> Path:

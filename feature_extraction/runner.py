@@ -627,34 +627,26 @@ def merge_job(out: str | Path, *, allow_incomplete: bool = False) -> Path:
 
 @dataclass(frozen=True)
 class CorpusSource:
-    """The ``corpus:`` block of an extraction config: where the job's utterances come from.
+    """The ``corpus:`` block of an extraction config: the ``corpus.json`` the job reads.
 
-    With ``dataset`` and ``root`` set, the raw release is read (``meld``: the CSV folder;
-    ``iemocap``: the folder of ``Session1``...``Session5``) and written to ``path`` as the
-    ``corpus.json`` that training reads; otherwise ``path`` is read. ``media_root`` is where the
-    utterances' media paths are resolved (audio / visual extractors).
+    Extraction reads a corpus built once by ``multiemo corpus build`` (so every job of a corpus
+    and the trainer read the same file, and no job rewrites it). ``media_root`` is where the
+    utterances' media paths are resolved (audio / visual extractors); when empty, the
+    ``media_root`` the corpus recorded when it was built (IEMOCAP: its release folder; MELD: the
+    ``--media-root`` given to ``corpus build``). ``dataset`` and ``root`` are refused with the
+    ``corpus build`` command that replaces them.
     """
 
     path: str = "data/meld/corpus.json"
-    dataset: str = ""  # "" or a name of multiemo.data.datasets (meld, iemocap, emorynlp, dailydialog)
-    root: str = ""  # the raw release, when dataset is set
     media_root: str = ""
-    skip_bad_rows: bool = False  # skip (and count) bad rows of the raw release instead of failing
+    dataset: str = ""  # refused: build the corpus with `multiemo corpus build`
+    root: str = ""  # refused, as dataset
 
 
 def load_corpus(source: CorpusSource) -> Corpus:
-    """Read the corpus an extraction config names (and write its ``corpus.json`` if raw)."""
-    if not source.dataset:
-        return Corpus.load(source.path)
-    if not source.root:
-        raise ValueError(f"corpus.dataset={source.dataset!r} needs corpus.root (the raw release)")
-    from multiemo.data.datasets import dataset_info, read_dataset
-    info = dataset_info(source.dataset)
-    media_root = source.media_root or None if info is not None and info.media == "separate" else None
-    corpus = read_dataset(source.dataset, source.root, media_root=media_root,
-                          skip_bad_rows=source.skip_bad_rows)
-    if source.path:
-        path = Path(source.path)
-        if not path.exists() or Corpus.load(path) != corpus:
-            corpus.save(path)
-    return corpus
+    """The corpus an extraction config names (``corpus.path``)."""
+    if source.dataset or source.root:
+        raise JobError(f"extraction reads corpus.path only: build it once with `multiemo corpus "
+                       f"build --dataset {source.dataset or 'NAME'} --root {source.root or 'RELEASE'} "
+                       f"--out {source.path}`, then drop corpus.dataset and corpus.root")
+    return Corpus.load(source.path)

@@ -144,10 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(command=f"corpus {name}", action=name)
         p.add_argument("--dataset", required=True, choices=list(DATASETS),
                        help="; ".join(d.description for d in DATASETS.values()))
-        p.add_argument("--root", required=True, help="the raw release (MELD: the CSV folder)")
+        p.add_argument("--root", required=True, help="the raw release (MELD: the CSV folder; "
+                       "conversations: the .csv or .jsonl file)")
         p.add_argument("--media-root", default=None, help="MELD: the folder of the clip folders")
         p.add_argument("--skip-bad-rows", action="store_true",
                        help="skip and count bad rows instead of stopping at the first")
+        p.add_argument("--labels", help="conversations: the class names in index order, "
+                       "comma-separated (default: the sorted names found in the file)")
         if name == "stats":
             p.add_argument("--json", action="store_true", help="print JSON")
         else:

@@ -255,10 +255,10 @@ def report_markdown(report: dict, name: str = "ours") -> str:
              f"[{_fmt(ci['low'])}, {_fmt(ci['high'])}] ({ci['n_resamples']} resamples of the "
              f"{units}, {ci['method']}).",
              "",
-             f"All scores in %. Per-class F1 and w-F1 (weighted-F1) as in the paper; Acc = "
-             f"accuracy; macro-F1 = unweighted mean of the per-class F1"
+             "All scores in %. Per-class F1 and w-F1 (weighted-F1) as in the paper; Acc = "
+             "accuracy; macro-F1 = unweighted mean of the per-class F1"
              + (f"; micro-F1 over every class but {report['scores']['micro_f1_excludes']!r} "
-                f"(the dataset's primary metric)" if "micro_f1" in report["scores"] else "")
+                "(the dataset's primary metric)" if "micro_f1" in report["scores"] else "")
              + f". Class counts: {support}."]
     if paper is None:
         lines.append(f"No published row for dataset {dataset!r} with these classes.")

@@ -255,7 +255,8 @@ def test_cli_helpers(tmp_path):
     corpus = toy_corpus(2)
     corpus.save(tmp_path / "corpus.json")
     assert load_corpus(CorpusSource(path=str(tmp_path / "corpus.json"))) == corpus
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(JobError, match="extraction reads corpus.path only: build it once with "
+                                       "`multiemo corpus build --dataset swbd"):
         load_corpus(CorpusSource(dataset="swbd", root=str(tmp_path)))
 
 

@@ -17,8 +17,8 @@ mkdir -p "$DATA"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=$THREADS
 
 start=$(date +%s)
-multiemo extract text --config configs/extract/meld_text_minilm.yaml \
-  corpus.root="$MELD_CSV" corpus.path="$DATA/corpus.json" \
+test -f "$DATA/corpus.json" || multiemo corpus build --dataset meld --root "$MELD_CSV" --out "$DATA/corpus.json"
+multiemo extract text --config configs/extract/meld_text_minilm.yaml corpus.path="$DATA/corpus.json" \
   out="$DATA/features/text.safetensors" num_threads="$THREADS" "$@" --no-progress
 end=$(date +%s)
 echo "extraction (fine-tuning included): $((end - start)) s" | tee "$DATA/timing.txt"

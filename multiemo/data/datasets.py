@@ -29,7 +29,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS, Corpus, CorpusError
 from multiemo.data.dailydialog import DAILYDIALOG_LABELS
@@ -46,21 +46,34 @@ class DatasetInfo:
     name: str
     reader: str  # "module:function"
     labels: tuple[str, ...]
-    media: Literal["separate", "release", "none"]  # where media paths are resolved
+    # where media paths are resolved: a separate folder (--media-root), the release's own
+    # folder, nowhere (text corpora), or a folder given at extraction (conversation files)
+    media: Literal["separate", "release", "none", "file"]
     primary_metric: str = "weighted_f1"
     excluded_class: str | None = None  # micro_f1 over every class but this one
     description: str = ""
 
     def read(self, root: str | Path, *, media_root: str | Path | None = None,
-             skip_bad_rows: bool = False) -> Corpus:
-        """The raw release at ``root`` as a :class:`Corpus`."""
-        if media_root and self.media != "separate":
+             skip_bad_rows: bool = False, labels: Sequence[str] | None = None) -> Corpus:
+        """The raw release at ``root`` (a conversation file: its path) as a :class:`Corpus`."""
+        if media_root and self.media not in ("separate", "file"):
             where = "relative to --root" if self.media == "release" else "none"
             raise CorpusError(f"--media-root is not used by {self.name} (its media paths: {where})")
         module, function = self.reader.split(":")
         read = getattr(importlib.import_module(module), function)
         kwargs = {"media_root": media_root} if self.media == "separate" else {}
-        return read(root, skip_bad_rows=skip_bad_rows, **kwargs)
+        if labels is not None:
+            if self.media != "file":
+                raise CorpusError(f"--labels is for the conversation file format; {self.name} has "
+                                  f"its own label set {list(self.labels)}")
+            kwargs["labels"] = labels
+        corpus = read(root, skip_bad_rows=skip_bad_rows, **kwargs)
+        # where extraction resolves media paths, unless its config says otherwise
+        if self.media == "release":
+            corpus.info["media_root"] = str(Path(root).resolve())
+        elif media_root:
+            corpus.info["media_root"] = str(Path(media_root).resolve())
+        return corpus
 
 
 DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
@@ -73,6 +86,9 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo("dailydialog", "multiemo.data.dailydialog:read_dailydialog", DAILYDIALOG_LABELS,
                 "none", primary_metric="micro_f1", excluded_class="no_emotion",
                 description="DailyDialog: {train,validation,test}/dialogues[_emotion]_<split>.txt"),
+    DatasetInfo("conversations", "multiemo.data.conversations:read_conversations", (), "file",
+                description="your own corpus: a conversation file (.csv or .jsonl, see README); "
+                            "--labels a,b,c declares the classes and their order"),
 )}
 
 
@@ -82,14 +98,13 @@ def dataset_info(name: str) -> DatasetInfo | None:
 
 
 def read_dataset(name: str, root: str | Path, *, media_root: str | Path | None = None,
-                 skip_bad_rows: bool = False) -> Corpus:
+                 skip_bad_rows: bool = False, labels: Sequence[str] | None = None) -> Corpus:
     """Read a raw release with the reader of ``name``; an unknown name is a CorpusError."""
     info = dataset_info(name)
     if info is None:
         raise CorpusError(f"unknown dataset {name!r}: known are {', '.join(DATASETS)} (your own "
-                          f"corpus: the conversation file format, `multiemo corpus build "
-                          f"--dataset conversations`)")
-    return info.read(root, media_root=media_root, skip_bad_rows=skip_bad_rows)
+                          f"corpus: `--dataset conversations` with a conversation file)")
+    return info.read(root, media_root=media_root, skip_bad_rows=skip_bad_rows, labels=labels)
 
 
 def primary_metric(name: str) -> str:
