@@ -706,6 +706,11 @@ def format_comparison(cmp: dict) -> str:
 
 def run_command(args) -> int:
     """``multiemo report`` (the options are declared in :mod:`multiemo.cli`)."""
+    if args.out:
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ReportError(f"cannot write the output folder {args.out}: {err.strerror or err}") from None
     if args.compare:
         if args.runs:
             raise ReportError("--compare RUN_A RUN_B takes no other run folders")

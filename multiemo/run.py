@@ -143,8 +143,11 @@ class RunDir:
         if self._lock_fh is not None:
             yield self
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path / ".lock", "a+")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path / ".lock", "a+")
+        except OSError as err:
+            raise RunError(f"cannot write the run folder {self.path}: {err.strerror or err}") from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

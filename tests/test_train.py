@@ -307,3 +307,17 @@ def test_two_processes_cannot_train_into_one_run_folder(root, tmp_path, capsys):
         first.kill()
         first.wait()
     assert cli(["train", "--resume", str(r), "train.epochs=2"]) == 0  # a dead holder's lock is free
+
+
+def test_an_output_folder_that_cannot_be_written_is_named(root, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert run(root, blocker / "run", "train.epochs=1") == 2
+    assert f"cannot write the run folder {blocker / 'run'}" in capsys.readouterr().err
+    assert run(root, tmp_path / "ok", "train.epochs=1") == 0
+    assert cli(["report", str(tmp_path / "ok"), "--out", str(blocker / "out")]) == 2
+    assert "cannot write the output folder" in capsys.readouterr().err
+    assert cli(["sweep", "--config", "configs/sweeps/meld.yaml", "--study-dir", str(blocker / "s"),
+                f"data.root={root}"]) == 2
+    assert "cannot be opened" in capsys.readouterr().err
+    assert blocker.read_text() == "not a folder"

@@ -58,8 +58,8 @@ def open_storage(study_dir: Path, url: str | None, heartbeat_seconds: int):
     if url is None or url.startswith("journal:") or url.endswith(".journal"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
         path = Path(url.removeprefix("journal:")) if url else study_dir / "study.journal"
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as err:
             raise SweepError(f"journal storage {path} cannot be opened: {err}") from None
