@@ -197,11 +197,12 @@ def loading_model(model_id: str, what: str = "model") -> Iterator[None]:
     :class:`JobError` naming the model: a hub id missing from the local cache while the hub is
     offline (``HF_HUB_OFFLINE=1``) says so at once, a local folder that holds no model says that.
 
-    >>> with loading_model("no/such-model"):
-    ...     raise OSError("Can't load the configuration of 'no/such-model'.")
+    >>> import tempfile
+    >>> with loading_model(tempfile.mkdtemp()):  # doctest: +ELLIPSIS
+    ...     raise OSError("no config.json in the folder")
     Traceback (most recent call last):
     ...
-    feature_extraction.runner.JobError: model 'no/such-model': cannot load it from the Hugging Face hub or the local cache (Can't load the configuration of 'no/such-model'.)
+    feature_extraction.runner.JobError: model /...: cannot load it from that folder (no config.json in the folder)
     """
     try:
         yield
