@@ -103,7 +103,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from multiemo.data.atomic import atomic_write_text
-from multiemo.data.corpus import SPLITS, Corpus, CorpusError, Dialogue, Utterance
+from multiemo.data.corpus import SPLITS, Corpus, CorpusError, Dialogue, Utterance, csv_records
 from multiemo.data.text import normalize_text
 
 __all__ = ["read_conversations", "write_conversations", "CONVERSATION_FIELDS", "REQUIRED_FIELDS",
@@ -186,16 +186,7 @@ def _csv_records(path: Path, text: str) -> tuple[list[str], Iterator[Record]]:
         raise CorpusError(f"{path}:1: column(s) {repeated} appear more than once in the header")
 
     def records() -> Iterator[Record]:
-        last = reader.line_num
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as err:
-                raise CorpusError(f"{path}:{last + 1}: malformed CSV record ({err}; a quote left "
-                                  f"open?)") from None
-            line, last = last + 1, reader.line_num
+        for line, cells in csv_records(reader, path):
             if not any(cell.strip() for cell in cells):
                 continue  # a blank line, or a spreadsheet's row of empty cells
             if len(cells) != len(columns):

@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -51,6 +52,23 @@ VERSION = 1
 
 class CorpusError(UserError):
     """A corpus that breaks a rule; the message names the file and the dialogue or utterance."""
+
+
+def csv_records(reader: Any, path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line, record)`` of each record a ``csv.reader`` / ``csv.DictReader`` gives after its
+    header, ``line`` the physical line it starts on; a malformed record (a quote left open runs
+    past the csv module's field limit) is a :class:`CorpusError` naming the file and that line."""
+    last = reader.line_num
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise CorpusError(f"{path}:{last + 1}: malformed CSV record ({err}; a quote left "
+                              f"open?)") from None
+        line, last = last + 1, reader.line_num
+        yield line, record
 
 
 @dataclass(frozen=True)

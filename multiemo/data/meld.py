@@ -34,7 +34,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from multiemo.data.corpus import MELD_LABELS, Corpus, CorpusError, Dialogue, Utterance
+from multiemo.data.corpus import MELD_LABELS, Corpus, CorpusError, Dialogue, Utterance, csv_records
 from multiemo.data.text import normalize_text
 
 __all__ = ["read_meld", "MELD_FILES", "MELD_CLIP_DIRS", "meld_ids", "parse_meld_time"]
@@ -88,20 +88,12 @@ def _clip_dirs(media_root: Path) -> dict[str, Path]:
 
 
 def _rows(reader: csv.DictReader, path: Path):
-    """``(line, row)`` of a CSV; a malformed record (a field past the csv module's size limit,
-    usually a quote left open) is an error naming the file and line; a file with a header and
-    no rows is a warning."""
+    """``(line, row)`` of a CSV (:func:`~multiemo.data.corpus.csv_records`); a file with a
+    header and no rows is a warning."""
     count = 0
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as err:
-            raise CorpusError(f"{path}:{reader.line_num}: malformed CSV record ({err}; a quote "
-                              f"left open?)") from None
+    for line, row in csv_records(reader, path):
         count += 1
-        yield reader.line_num, row
+        yield line, row
     if count == 0:
         logging.getLogger("multiemo").warning("%s has a header and no rows: its split is empty", path)
 
