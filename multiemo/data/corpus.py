@@ -41,7 +41,7 @@ from multiemo.data.atomic import atomic_write_text
 from multiemo.errors import UserError
 
 __all__ = ["Utterance", "Dialogue", "Corpus", "CorpusError", "MELD_LABELS", "IEMOCAP_LABELS",
-           "SPLITS", "atomic_write_text"]
+           "SPLITS", "atomic_write_text", "csv_records"]
 
 MELD_LABELS = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
 IEMOCAP_LABELS = ("happiness", "sadness", "neutral", "anger", "excitement", "frustration")
