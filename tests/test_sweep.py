@@ -182,6 +182,14 @@ def test_a_study_folder_of_another_sweep_is_refused(root, tmp_path, capsys):
     assert (study_dir / "study.journal").read_bytes() == journal  # nothing overwritten
 
 
+def test_missing_data_is_one_error_before_any_trial(root, tmp_path, capsys):
+    spec = sweep_file(tmp_path, root, overrides={"data.root": str(tmp_path / "nowhere"), **SMALL})
+    assert cli(["sweep", "--config", str(spec), "--study-dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert f"corpus file {tmp_path / 'nowhere' / 'corpus.json'} does not exist" in err
+    assert load_study(tmp_path / "s").get_trials() == []  # no trial was spent on it
+
+
 def test_an_unreachable_storage_is_named(root, tmp_path, capsys):
     spec = sweep_file(tmp_path, root, trials=1)
     url = "postgresql+psycopg2://nobody:secret@127.0.0.1:9/nothing"

@@ -180,6 +180,10 @@ class Worker:
         self.target = target_trials(spec)
 
     def run(self) -> None:
+        # the base config's data, loaded once here: a missing corpus or a store that does not
+        # fit is one error before any trial, not a failed trial each; trials reuse it
+        data = self.cache.get(self.spec.base_config(self.extra))
+        data.dataset("train"), data.dataset("valid")
         with self._alive():
             while True:
                 self._recover()
@@ -230,7 +234,8 @@ class Worker:
         if self.spec.is_study:  # a full run: each variant is a row of the final table
             train(cfg, run.path, echo=False, overrides=overrides, data=self.cache,
                   tracker_group=self.group)
-            return 100 * run.info()[f"valid_{run.info()['select_metric']}"]
+            info = run.info()
+            return 100 * info[f"valid_{info['select_metric']}"]
         with run.locked():
             _setup_logging(run.path, echo=False)
             with runtime(cfg):
