@@ -103,7 +103,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from multiemo.data.atomic import atomic_write_text
-from multiemo.data.corpus import SPLITS, Corpus, CorpusError, Dialogue, Utterance, csv_records
+from multiemo.data.corpus import (SPLITS, BadRecord, Corpus, CorpusError, Dialogue, Utterance,
+                                  csv_records)
 from multiemo.data.text import normalize_text
 
 __all__ = ["read_conversations", "write_conversations", "CONVERSATION_FIELDS", "REQUIRED_FIELDS",
@@ -117,12 +118,6 @@ CONVERSATION_FIELDS = ("dialogue_id", "utterance_id", "utterance_index", "speake
                        "split", "start", "end", "audio", "audio_start", "audio_end", "video",
                        "video_start", "video_end")
 _TIME_FIELDS = ("start", "end", "audio_start", "audio_end", "video_start", "video_end")
-
-
-class _BadRow(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 @dataclass
@@ -168,7 +163,7 @@ def _decode(path: Path) -> str:
 
 
 # -- records: (line, fields given, error) ---------------------------------------------------
-Record = tuple[int, dict[str, Any], _BadRow | None]
+Record = tuple[int, dict[str, Any], BadRecord | None]
 
 
 def _csv_records(path: Path, text: str) -> tuple[list[str], Iterator[Record]]:
@@ -190,7 +185,7 @@ def _csv_records(path: Path, text: str) -> tuple[list[str], Iterator[Record]]:
             if not any(cell.strip() for cell in cells):
                 continue  # a blank line, or a spreadsheet's row of empty cells
             if len(cells) != len(columns):
-                yield line, {}, _BadRow("wrong number of cells",
+                yield line, {}, BadRecord("wrong number of cells",
                                         f"{len(cells)} cells, but the header has {len(columns)} "
                                         f"columns (a comma in an unquoted text?)")
                 continue
@@ -212,11 +207,11 @@ def _jsonl_records(text: str) -> Iterator[Record]:
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as err:
-            yield line, {}, _BadRow("malformed JSON", f"malformed JSON ({err.msg} at column "
+            yield line, {}, BadRecord("malformed JSON", f"malformed JSON ({err.msg} at column "
                                                       f"{err.colno})")
             continue
         if not isinstance(obj, dict):
-            yield line, {}, _BadRow("malformed JSON", f"not a JSON object but a "
+            yield line, {}, BadRecord("malformed JSON", f"not a JSON object but a "
                                                       f"{type(obj).__name__}: one object per line")
             continue
         # null, or an empty string in an optional field, is "not given" (as an empty CSV cell)
@@ -230,7 +225,7 @@ def _string(row: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise _BadRow("bad value", f"{key} must be a string, not {json.dumps(value)}")
+        raise BadRecord("bad value", f"{key} must be a string, not {json.dumps(value)}")
     return value if key == "text" else str(value).strip()
 
 
@@ -243,9 +238,9 @@ def _number(row: dict[str, Any], key: str) -> float | None:
             raise ValueError
         number = float(value)
     except ValueError:
-        raise _BadRow("bad number", f"{key} {value!r} is not a number (seconds)") from None
+        raise BadRecord("bad number", f"{key} {value!r} is not a number (seconds)") from None
     if not math.isfinite(number):
-        raise _BadRow("bad number", f"{key} {value!r} is not a finite number")
+        raise BadRecord("bad number", f"{key} {value!r} is not a finite number")
     return number
 
 
@@ -260,7 +255,7 @@ def _index(row: dict[str, Any]) -> int | None:
         if not number.is_integer():
             raise ValueError
     except (ValueError, OverflowError):
-        raise _BadRow("bad number", f"utterance_index {value!r} is not an integer") from None
+        raise BadRecord("bad number", f"utterance_index {value!r} is not an integer") from None
     return int(number)
 
 
@@ -271,44 +266,44 @@ def _parse(line: int, row: dict[str, Any], fmt: str, default_split: str | None,
         for key in REQUIRED_FIELDS:
             if key not in row:
                 hint = '; write "text": "" for an empty transcript' if key == "text" else ""
-                raise _BadRow("missing field", f"no {key!r} field (required{hint})")
+                raise BadRecord("missing field", f"no {key!r} field (required{hint})")
     dialogue = _string(row, "dialogue_id")
     if not dialogue:
-        raise _BadRow("missing value", "no dialogue_id")
+        raise BadRecord("missing value", "no dialogue_id")
     speaker = normalize_text(_string(row, "speaker") or "")
     if not speaker:
-        raise _BadRow("missing value", f"no speaker (dialogue {dialogue!r})")
+        raise BadRecord("missing value", f"no speaker (dialogue {dialogue!r})")
     text = normalize_text(_string(row, "text") or "")
     index = _index(row)
     times = {key: _number(row, key) for key in _TIME_FIELDS}
     if index is None and times["start"] is None:
-        raise _BadRow("no order", "neither utterance_index nor start is given: one of them orders "
+        raise BadRecord("no order", "neither utterance_index nor start is given: one of them orders "
                       "the utterances of a dialogue")
     if times["start"] is not None and times["end"] is not None and times["end"] < times["start"]:
-        raise _BadRow("bad time", f"end {times['end']} is before start {times['start']}")
+        raise BadRecord("bad time", f"end {times['end']} is before start {times['start']}")
     media = {key: _string(row, key) or None for key in ("audio", "video")}
     for key in ("audio", "video"):
         lo, hi = times[f"{key}_start"], times[f"{key}_end"]
         if (lo is None) != (hi is None):
-            raise _BadRow("bad span", f"{key}_start and {key}_end go together: give both or neither")
+            raise BadRecord("bad span", f"{key}_start and {key}_end go together: give both or neither")
         if lo is not None and hi is not None:
             if media[key] is None:
-                raise _BadRow("bad span", f"{key}_start/{key}_end are given but no {key} path")
+                raise BadRecord("bad span", f"{key}_start/{key}_end are given but no {key} path")
             if hi < lo:
-                raise _BadRow("bad span", f"{key}_end {hi} is before {key}_start {lo}")
+                raise BadRecord("bad span", f"{key}_end {hi} is before {key}_start {lo}")
     label = _string(row, "label")
     if not label:
-        raise _BadRow("no label", "no label (every row needs one; reading unlabelled "
+        raise BadRecord("no label", "no label (every row needs one; reading unlabelled "
                       "conversations for prediction is not supported yet)")
     if label_set is not None and label not in label_set:
-        raise _BadRow("unknown label", f"unknown label {label!r} (the declared labels are "
+        raise BadRecord("unknown label", f"unknown label {label!r} (the declared labels are "
                       f"{sorted(label_set)})")
     split = _string(row, "split") or default_split
     if split is None:
-        raise _BadRow("no split", "no split: the 'split' field is missing or empty and no default "
+        raise BadRecord("no split", "no split: the 'split' field is missing or empty and no default "
                       "split is given (pass default_split, or fill the field)")
     if split not in SPLITS:
-        raise _BadRow("unknown split", f"split {split!r} is not one of {list(SPLITS)}")
+        raise BadRecord("unknown split", f"split {split!r} is not one of {list(SPLITS)}")
     return _Row(line=line, dialogue=dialogue, uid=_string(row, "utterance_id") or None, index=index,
                 speaker=speaker, text=text, label=label, split=split, times=times,
                 audio=media["audio"], video=media["video"])
@@ -386,27 +381,25 @@ def read_conversations(path: str | Path, *, labels: Sequence[str] | None = None,
             state = dialogues.get(row.dialogue)
             if state is not None:
                 if row.split != state.split:
-                    raise _BadRow("split mismatch", f"dialogue {row.dialogue!r} has split "
+                    raise BadRecord("split mismatch", f"dialogue {row.dialogue!r} has split "
                                   f"{row.split!r} here but {state.split!r} on line {state.first_line}")
                 if state.by_index and row.index is None:
-                    raise _BadRow("no order", f"no utterance_index, but dialogue {row.dialogue!r} "
+                    raise BadRecord("no order", f"no utterance_index, but dialogue {row.dialogue!r} "
                                   f"gives one on line {state.first_line}: give it in every row of "
                                   f"a dialogue or in none")
                 if not state.by_index and row.index is not None:
-                    raise _BadRow("no order", f"utterance_index is given, but not on line "
+                    raise BadRecord("no order", f"utterance_index is given, but not on line "
                                   f"{state.first_line} of dialogue {row.dialogue!r}: give it in "
                                   f"every row of a dialogue or in none")
                 if row.index is not None and row.index in state.indices:
-                    raise _BadRow("duplicate index", f"duplicate utterance_index {row.index} in "
+                    raise BadRecord("duplicate index", f"duplicate utterance_index {row.index} in "
                                   f"dialogue {row.dialogue!r} (also on line "
                                   f"{state.indices[row.index]})")
             if row.uid is not None and row.uid in explicit_ids:
-                raise _BadRow("duplicate id", f"duplicate utterance_id {row.uid!r} (also on line "
+                raise BadRecord("duplicate id", f"duplicate utterance_id {row.uid!r} (also on line "
                               f"{explicit_ids[row.uid]})")
-        except _BadRow as err:
-            if not skip_bad_rows:
-                raise CorpusError(f"{path}:{line}: {err}") from None
-            skipped[err.reason] += 1
+        except BadRecord as err:
+            err.skip_or_raise(f"{path}:{line}: ", skip_bad_rows, skipped)
             continue
         if state is None:
             state = dialogues[row.dialogue] = _DialogueState(line, row.split, row.index is not None)

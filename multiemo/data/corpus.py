@@ -41,7 +41,7 @@ from multiemo.data.atomic import atomic_write_text
 from multiemo.errors import UserError
 
 __all__ = ["Utterance", "Dialogue", "Corpus", "CorpusError", "MELD_LABELS", "IEMOCAP_LABELS",
-           "SPLITS", "atomic_write_text", "csv_records"]
+           "SPLITS", "atomic_write_text", "csv_records", "BadRecord"]
 
 MELD_LABELS = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
 IEMOCAP_LABELS = ("happiness", "sadness", "neutral", "anger", "excitement", "frustration")
@@ -52,6 +52,22 @@ VERSION = 1
 
 class CorpusError(UserError):
     """A corpus that breaks a rule; the message names the file and the dialogue or utterance."""
+
+
+class BadRecord(ValueError):
+    """A bad record of a raw release (a row, a line, an utterance): a reader raises it with a
+    ``reason`` (the key it is counted under when skipped) and a message."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+    def skip_or_raise(self, where: str, skip: bool, skipped: Counter) -> None:
+        """Count the record under its reason when ``skip`` (``--skip-bad-rows``), else raise a
+        :class:`CorpusError` of ``where`` (the file and line or id) and the message."""
+        if not skip:
+            raise CorpusError(f"{where}{self}") from None
+        skipped[self.reason] += 1
 
 
 def csv_records(reader: Any, path: str | Path) -> Iterator[tuple[int, Any]]:

@@ -44,7 +44,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from multiemo.data.corpus import Corpus, CorpusError, Dialogue, Utterance
+from multiemo.data.corpus import BadRecord, Corpus, CorpusError, Dialogue, Utterance
 from multiemo.data.text import normalize_text
 
 __all__ = ["read_dailydialog", "DAILYDIALOG_LABELS", "DAILYDIALOG_SPLITS", "dailydialog_files",
@@ -75,12 +75,6 @@ def dailydialog_speaker(index: int) -> str:
     return "A" if index % 2 == 0 else "B"
 
 
-class _BadLine(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-
-
 def _lines(path: Path) -> list[str]:
     """The lines of a file (split on ``\\n`` only, ``\\r`` dropped), less trailing blank lines."""
     with open(path, encoding="utf-8", errors="replace", newline="") as fh:
@@ -92,12 +86,12 @@ def _lines(path: Path) -> list[str]:
 
 def _parse(text_path: Path, emotion_path: Path, number: int, text_line: str,
            emotion_line: str) -> tuple[list[str], list[int]]:
-    """(utterance texts, emotion codes) of one dialogue line, or _BadLine naming file and line."""
+    """(utterance texts, emotion codes) of one dialogue line, or BadRecord naming file and line."""
     if not text_line.strip():
-        raise _BadLine("empty dialogue", f"{text_path}:{number}: empty dialogue (a blank line)")
+        raise BadRecord("empty dialogue", f"{text_path}:{number}: empty dialogue (a blank line)")
     parts = text_line.split(EOU)
     if parts[-1].strip():
-        raise _BadLine("missing __eou__", f"{text_path}:{number}: text after the last {EOU}: "
+        raise BadRecord("missing __eou__", f"{text_path}:{number}: text after the last {EOU}: "
                        f"{parts[-1].strip()[:60]!r} (each utterance ends with {EOU})")
     codes = []
     for token in emotion_line.split():
@@ -106,12 +100,12 @@ def _parse(text_path: Path, emotion_path: Path, number: int, text_line: str,
         except ValueError:
             code = -1
         if not 0 <= code < len(DAILYDIALOG_LABELS):
-            raise _BadLine("bad emotion code", f"{emotion_path}:{number}: emotion code {token!r} "
+            raise BadRecord("bad emotion code", f"{emotion_path}:{number}: emotion code {token!r} "
                            f"is not an integer in 0..{len(DAILYDIALOG_LABELS) - 1}")
         codes.append(code)
     texts = parts[:-1]
     if len(texts) != len(codes):
-        raise _BadLine("count mismatch", f"{text_path}:{number}: {len(texts)} utterances "
+        raise BadRecord("count mismatch", f"{text_path}:{number}: {len(texts)} utterances "
                        f"({EOU} marks) but {emotion_path}:{number} has {len(codes)} emotion codes")
     return [normalize_text(t) for t in texts], codes
 
@@ -133,10 +127,8 @@ def _read_split(root: Path, split: str, skip: bool, skipped: Counter) -> list[Di
     for n, (text_line, emotion_line) in enumerate(zip(text_lines, emotion_lines)):
         try:
             texts, codes = _parse(text_path, emotion_path, n + 1, text_line, emotion_line)
-        except _BadLine as bad:
-            if not skip:
-                raise CorpusError(str(bad)) from None
-            skipped[bad.reason] += 1
+        except BadRecord as bad:
+            bad.skip_or_raise("", skip, skipped)
             continue
         did = f"{split}_dia{n}"
         dialogues.append(Dialogue(did, split, tuple(

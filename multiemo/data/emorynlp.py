@@ -49,7 +49,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from multiemo.data.corpus import Corpus, CorpusError, Dialogue, Utterance
+from multiemo.data.corpus import BadRecord, Corpus, CorpusError, Dialogue, Utterance
 from multiemo.data.text import normalize_text
 
 __all__ = ["read_emorynlp", "EMORYNLP_LABELS", "EMORYNLP_FILES", "emorynlp_speaker"]
@@ -73,12 +73,6 @@ def emorynlp_speaker(speakers: list[str]) -> str:
     return SPEAKER_JOIN.join(names) if names else UNKNOWN_SPEAKER
 
 
-class _BadRecord(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-
-
 def _load(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -93,30 +87,30 @@ def _load(path: Path) -> Any:
 
 def _utterance(raw: Any, position: int, label_index: dict[str, int],
                seen_utts: dict[str, str], where: str) -> tuple[str, str, list[str], str, int]:
-    """(name for messages, id, speakers, transcript, label) of one raw utterance, or _BadRecord."""
+    """(name for messages, id, speakers, transcript, label) of one raw utterance, or BadRecord."""
     name = f"utterance #{position}"
     if not isinstance(raw, dict):
-        raise _BadRecord("bad field", f"{name}: not a JSON object ({type(raw).__name__})")
+        raise BadRecord("bad field", f"{name}: not a JSON object ({type(raw).__name__})")
     uid = raw.get("utterance_id")
     if uid is None or (isinstance(uid, str) and not uid.strip()):
-        raise _BadRecord("missing field", f"{name}: no 'utterance_id'")
+        raise BadRecord("missing field", f"{name}: no 'utterance_id'")
     if not isinstance(uid, str):
-        raise _BadRecord("bad field", f"{name}: 'utterance_id' {uid!r} is not a string")
+        raise BadRecord("bad field", f"{name}: 'utterance_id' {uid!r} is not a string")
     name = f"utterance {uid!r}"
     missing = [key for key in ("speakers", "transcript", "emotion") if raw.get(key) is None]
     if missing:
-        raise _BadRecord("missing field", f"{name}: no {missing}")
+        raise BadRecord("missing field", f"{name}: no {missing}")
     speakers, transcript, emotion = raw["speakers"], raw["transcript"], raw["emotion"]
     if not (isinstance(speakers, list) and all(isinstance(s, str) for s in speakers)):
-        raise _BadRecord("bad field", f"{name}: 'speakers' {speakers!r} is not a list of names")
+        raise BadRecord("bad field", f"{name}: 'speakers' {speakers!r} is not a list of names")
     if not isinstance(transcript, str):
-        raise _BadRecord("bad field", f"{name}: 'transcript' {transcript!r} is not a string")
+        raise BadRecord("bad field", f"{name}: 'transcript' {transcript!r} is not a string")
     key = emotion.strip().lower() if isinstance(emotion, str) else None
     if key not in label_index:
-        raise _BadRecord("unknown emotion", f"{name}: unknown emotion {emotion!r} (expected one "
+        raise BadRecord("unknown emotion", f"{name}: unknown emotion {emotion!r} (expected one "
                          f"of {[e.capitalize() for e in EMORYNLP_LABELS]}, any case)")
     if uid in seen_utts:
-        raise _BadRecord("duplicate id", f"{name}: duplicate utterance id (first in "
+        raise BadRecord("duplicate id", f"{name}: duplicate utterance id (first in "
                          f"{seen_utts[uid]})")
     seen_utts[uid] = where
     return name, uid, speakers, transcript, label_index[key]
@@ -161,10 +155,8 @@ def _read_split(path: Path, split: str, skip: bool, skipped: Counter, counts: Co
                 try:
                     _, uid, speakers, transcript, label = _utterance(
                         raw, k, label_index, seen_utts, f"{path.name} scene {sid!r}")
-                except _BadRecord as bad:
-                    if not skip:
-                        raise CorpusError(f"{path}: scene {sid!r}, {bad}") from None
-                    skipped[bad.reason] += 1
+                except BadRecord as bad:
+                    bad.skip_or_raise(f"{path}: scene {sid!r}, ", skip, skipped)
                     continue
                 named = [n for n in speakers if normalize_text(n)]
                 counts["multi_speaker"] += len(named) > 1

@@ -37,7 +37,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from multiemo.data.corpus import IEMOCAP_LABELS, Corpus, CorpusError, Dialogue, Utterance
+from multiemo.data.corpus import IEMOCAP_LABELS, BadRecord, Corpus, CorpusError, Dialogue, Utterance
 from multiemo.data.text import normalize_text
 
 __all__ = ["read_iemocap", "IEMOCAP_CODES", "IEMOCAP_DROPPED", "iemocap_speaker"]
@@ -60,12 +60,6 @@ def iemocap_speaker(utterance_id: str) -> str:
     if letter not in ("M", "F"):
         raise ValueError(f"utterance id {utterance_id!r} has no M/F speaker letter in its last field")
     return letter
-
-
-class _BadLine(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 def _lines(path: Path):
@@ -104,27 +98,25 @@ def _read_dialogue(session: int, evaluation: Path, transcript: Path, skip: bool,
         try:
             match = _SUMMARY.match(line)
             if not match:
-                raise _BadLine("bad EmoEvaluation line", f"summary line does not parse (expected "
+                raise BadRecord("bad EmoEvaluation line", f"summary line does not parse (expected "
                                f"'[start - end]<TAB>id<TAB>emotion<TAB>[v, a, d]'): {line[:80]!r}")
             start, end, uid, code = float(match.group(1)), float(match.group(2)), match.group(3), \
                 match.group(4)
             if not uid.startswith(dialog + "_"):
-                raise _BadLine("bad id", f"utterance {uid!r} is not of dialogue {dialog!r}")
+                raise BadRecord("bad id", f"utterance {uid!r} is not of dialogue {dialog!r}")
             try:
                 speaker = iemocap_speaker(uid)
             except ValueError as err:
-                raise _BadLine("bad id", str(err)) from None
+                raise BadRecord("bad id", str(err)) from None
             if code not in IEMOCAP_CODES and code not in IEMOCAP_DROPPED:
-                raise _BadLine("unknown emotion", f"unknown emotion code {code!r} (expected one "
+                raise BadRecord("unknown emotion", f"unknown emotion code {code!r} (expected one "
                                f"of {list(IEMOCAP_CODES) + list(IEMOCAP_DROPPED)})")
             if end < start:
-                raise _BadLine("bad time", f"end {end} is before start {start}")
+                raise BadRecord("bad time", f"end {end} is before start {start}")
             if uid in seen:
-                raise _BadLine("duplicate id", f"duplicate utterance id {uid!r}")
-        except _BadLine as bad:
-            if not skip:
-                raise CorpusError(f"{evaluation}:{number}: {bad}") from None
-            skipped[bad.reason] += 1
+                raise BadRecord("duplicate id", f"duplicate utterance id {uid!r}")
+        except BadRecord as bad:
+            bad.skip_or_raise(f"{evaluation}:{number}: ", skip, skipped)
             continue
         seen.add(uid)
         if code in IEMOCAP_DROPPED:

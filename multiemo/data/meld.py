@@ -34,7 +34,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from multiemo.data.corpus import MELD_LABELS, Corpus, CorpusError, Dialogue, Utterance, csv_records
+from multiemo.data.corpus import (MELD_LABELS, BadRecord, Corpus, CorpusError, Dialogue,
+                                  Utterance, csv_records)
 from multiemo.data.text import normalize_text
 
 __all__ = ["read_meld", "MELD_FILES", "MELD_CLIP_DIRS", "meld_ids", "parse_meld_time"]
@@ -68,12 +69,6 @@ def parse_meld_time(text: str) -> float:
         raise ValueError(f"time {text!r} is not of the form HH:MM:SS,mmm")
     h, m, s, ms = match.groups()
     return round(int(h) * 3600 + int(m) * 60 + int(s) + int(ms.ljust(3, "0")) / 1000, 3)
-
-
-class _BadRow(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 def _clip_dirs(media_root: Path) -> dict[str, Path]:
@@ -112,28 +107,26 @@ def _read_split(path: Path, split: str, skip: bool, skipped: Counter, clip_dir: 
             try:
                 emotion = (row["Emotion"] or "").strip().lower()
                 if emotion not in label_index:
-                    raise _BadRow("unknown emotion", f"unknown emotion {row['Emotion']!r} "
+                    raise BadRecord("unknown emotion", f"unknown emotion {row['Emotion']!r} "
                                   f"(expected one of {list(MELD_LABELS)})")
                 try:
                     d, u = int(row["Dialogue_ID"]), int(row["Utterance_ID"])
                 except (TypeError, ValueError):
-                    raise _BadRow("bad id", f"Dialogue_ID {row['Dialogue_ID']!r} / Utterance_ID "
+                    raise BadRecord("bad id", f"Dialogue_ID {row['Dialogue_ID']!r} / Utterance_ID "
                                   f"{row['Utterance_ID']!r} are not integers") from None
                 try:
                     start, end = parse_meld_time(row["StartTime"] or ""), \
                         parse_meld_time(row["EndTime"] or "")
                 except ValueError as err:
-                    raise _BadRow("bad time", str(err)) from None
+                    raise BadRecord("bad time", str(err)) from None
                 if end < start:
-                    raise _BadRow("bad time", f"EndTime {row['EndTime']} is before StartTime "
+                    raise BadRecord("bad time", f"EndTime {row['EndTime']} is before StartTime "
                                   f"{row['StartTime']}")
                 if u in rows.get(d, {}):
-                    raise _BadRow("duplicate id", f"duplicate (Dialogue_ID, Utterance_ID) = "
+                    raise BadRecord("duplicate id", f"duplicate (Dialogue_ID, Utterance_ID) = "
                                   f"({d}, {u})")
-            except _BadRow as bad:
-                if not skip:
-                    raise CorpusError(f"{path}:{line}: {bad}") from None
-                skipped[bad.reason] += 1
+            except BadRecord as bad:
+                bad.skip_or_raise(f"{path}:{line}: ", skip, skipped)
                 continue
             _, uid = meld_ids(split, d, u)
             media = None
