@@ -559,11 +559,7 @@ def _run_ids(run: dict, name: str) -> dict[str, int]:
     if run["ids"] is None:
         raise ReportError(f"{name}: its predictions have no utterance_id column, so they cannot "
                           f"be paired with another run's")
-    index = {uid: i for i, uid in enumerate(run["ids"])}
-    if len(index) != len(run["ids"]):
-        dup = next(uid for i, uid in enumerate(run["ids"]) if index[uid] != i)
-        raise ReportError(f"{name}: utterance id {dup!r} occurs more than once")
-    return index
+    return {uid: i for i, uid in enumerate(run["ids"])}  # unique: load_run refuses repeats
 
 
 def _align(run: dict, name: str, ref: dict, ref_name: str) -> np.ndarray:

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from optuna.storages.journal import JournalStorage
+
 from multiemo.data.atomic import atomic_write_text
 from multiemo.engine import DataCache
 from multiemo.sweep.spec import SweepError, SweepSpec, load_spec
@@ -47,7 +49,7 @@ def run_sweep(spec: SweepSpec, study_dir: Path, extra: list[str], *, workers: in
     name = spec.name or study_dir.resolve().name
     _check_folder(study_dir, identity)
     store = open_storage(study_dir, storage, spec.heartbeat_seconds)
-    journal = storage is None or not storage.split("://")[0].startswith(("postgresql", "mysql", "sqlite"))
+    journal = isinstance(store, JournalStorage)  # no heartbeat: workers detect the dead ones
     study = open_study(spec, name, store, identity, worker_index or 0)
     if not (study_dir / "sweep.json").is_file():
         atomic_write_text(study_dir / "sweep.json", json.dumps({"study": name, "identity": identity}, indent=1))
@@ -158,9 +160,7 @@ def _finish(spec: SweepSpec, study, study_dir: Path, extra: list[str], cache: Da
 
 def _seed_runs(train_seeds, cfg, folder: Path, seeds: list[int], overrides: list[str],
                cache: DataCache, group: str | None) -> list[Path]:
-    recorded = folder / "seeds.json"
-    resume = recorded.is_file() and json.loads(recorded.read_text())["seeds"] == seeds
-    train_seeds(cfg, folder, seeds, resume=resume, overrides=overrides, data=cache, echo=False,
+    """Train (or, after a crash, finish) one run per seed: a finished seed is kept."""
+    train_seeds(cfg, folder, seeds, resume=True, overrides=overrides, data=cache, echo=False,
                 tracker_group=group)
     return [folder / f"seed-{s}" for s in seeds]
-

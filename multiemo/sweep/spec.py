@@ -180,7 +180,6 @@ class SweepSpec:
             raise SweepError(f"{source}: pruner.name must be median, hyperband or none, got {spec.pruner!r}")
         if spec.objective == "auto":  # the primary metric of the base config's dataset
             from multiemo.data.datasets import primary_metric
-            spec = dataclasses.replace(spec, objective="weighted_f1")
             spec = dataclasses.replace(spec, objective=primary_metric(spec.base_config().dataset))
         spec.check_paths()
         return spec
