@@ -17,20 +17,43 @@ Run directory::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from multiemo.config import Config, ConfigError, load, to_dict
 from multiemo.data.atomic import atomic_write_text
-from multiemo.engine import DataCache, Prepared, build_training, fit, runtime, start_run, test
+from multiemo.engine import (DataCache, Prepared, Training, build_training, fit, runtime, start_run,
+                             test)
 from multiemo.run import RunDir, RunError
 
-__all__ = ["train", "train_seeds", "parse_seeds", "run_command"]
+__all__ = ["train", "opened_run", "train_seeds", "parse_seeds", "run_command", "Tracker"]
 
 log = logging.getLogger("multiemo")
+
+
+@contextlib.contextmanager
+def opened_run(cfg: Config, run_dir: str | Path, *, resume: bool = False,
+               overrides: list[str] | None = None, data: Prepared | DataCache | None = None,
+               echo: bool = True) -> Iterator[tuple[RunDir, Training]]:
+    """A run folder ready to train in, and its training: the folder's lock held, its log set up
+    (``train.log``, and standard output with ``echo``), threads and determinism set, the training
+    built (``data`` reuses already loaded stores) and ``config.yaml``/``run.json`` written, the
+    ``overrides`` recorded. :func:`train` and a sweep trial both start here."""
+    run = RunDir(run_dir)
+    with run.locked():
+        _setup_logging(run.path, echo)
+        with runtime(cfg):
+            t = build_training(cfg, data)
+            start_run(t, run, resume, overrides or [])
+            log.info("MultiEMO on %s: %s parameters (all used in the forward pass); modalities %s; "
+                     "device %s%s", cfg.dataset, f"{run.info()['num_parameters']:,}",
+                     ",".join(cfg.model.modalities), t.device, " (bf16 autocast)" if t.amp else "")
+            yield run, t
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, echo: bool = True,
@@ -42,23 +65,15 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, echo: bool = T
     are recorded in ``run.json`` (and, on resume, in its list of resumes). ``data`` reuses
     already loaded stores (a sweep worker's cache).
     """
-    run = RunDir(run_dir)
-    with run.locked():
-        _setup_logging(run.path, echo)
-        with runtime(cfg):
-            t = build_training(cfg, data)
-            start_run(t, run, resume, overrides or [])
-            log.info("MultiEMO on %s: %s parameters (all used in the forward pass); modalities %s; "
-                     "device %s%s", cfg.dataset, f"{run.info()['num_parameters']:,}",
-                     ",".join(cfg.model.modalities), t.device, " (bf16 autocast)" if t.amp else "")
-            tracker = Tracker(cfg, run.path, tracker_group)
-            try:
-                result = fit(t, run, resume=resume, on_epoch=tracker.log_epoch)
-            except KeyboardInterrupt:
-                log.info("interrupted: finished epochs are kept; continue with "
-                         "multiemo train --resume %s", run.path)
-                raise
-            report = test(t, run)
+    with opened_run(cfg, run_dir, resume=resume, overrides=overrides, data=data, echo=echo) as (run, t):
+        tracker = Tracker(cfg, run.path, tracker_group)
+        try:
+            result = fit(t, run, resume=resume, on_epoch=tracker.log_epoch)
+        except KeyboardInterrupt:
+            log.info("interrupted: finished epochs are kept; continue with "
+                     "multiemo train --resume %s", run.path)
+            raise
+        report = test(t, run)
         tracker.finish(report, run.path)
     log.info("best epoch %d (validation %s %.2f); test weighted-F1 %.2f\n%s", result.best_epoch,
              result.metric, 100 * result.best_score, report["scores"]["weighted_f1"],

@@ -366,3 +366,11 @@ def test_report_compare_through_the_cli(root, tmp_path, capsys):
     assert cli(["report", "--compare", str(study_dir / "final" / "seed-1"),
                 str(study_dir / "trials" / "0000")]) == 2  # a trial has no test predictions
     assert "predictions_test.csv" in capsys.readouterr().err
+
+
+def test_keep_checkpoints_keeps_them_and_still_scores_validation(root, tmp_path):
+    spec = sweep_file(tmp_path, root, trials=1, keep_checkpoints=True)
+    assert cli(["sweep", "--config", str(spec), "--study-dir", str(tmp_path / "s"), "--no-final"]) == 0
+    trial = tmp_path / "s" / "trials" / "0000"
+    assert (trial / "checkpoints" / "best.pt").is_file() and (trial / "checkpoints" / "last.pt").is_file()
+    assert (trial / "predictions_valid.csv").is_file()

@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import TrialState
 
 from multiemo.config import Config
-from multiemo.engine import DataCache, build_training, fit, runtime, score_validation, start_run
+from multiemo.engine import DataCache, fit, load_checkpoint, score_validation
 from multiemo.run import RunDir, lock_held
 from multiemo.sweep.spec import Param, SweepError, SweepSpec, _yaml_value
 
@@ -229,33 +229,28 @@ class Worker:
         return value
 
     def _fit(self, trial: optuna.Trial, cfg: Config, run: RunDir, overrides: list[str]) -> float:
-        from multiemo.train import Tracker, _setup_logging, train
+        from multiemo.train import Tracker, opened_run, train
 
         if self.spec.is_study:  # a full run: each variant is a row of the final table
             train(cfg, run.path, echo=False, overrides=overrides, data=self.cache,
                   tracker_group=self.group)
             info = run.info()
             return 100 * info[f"valid_{info['select_metric']}"]
-        with run.locked():
-            _setup_logging(run.path, echo=False)
-            with runtime(cfg):
-                t = build_training(cfg, self.cache)
-                start_run(t, run, False, overrides)
-                run.update_info(trial=trial.number, study=self.study.study_name)
-                tracker = Tracker(cfg, run.path, self.group, name=f"trial-{trial.number}")
+        with opened_run(cfg, run.path, overrides=overrides, data=self.cache, echo=False) as (run, t):
+            run.update_info(trial=trial.number, study=self.study.study_name)
+            tracker = Tracker(cfg, run.path, self.group, name=f"trial-{trial.number}")
 
-                def report(record: dict) -> None:
-                    tracker.log_epoch(record)
-                    trial.report(100 * record["valid"][t.metric], record["epoch"])
-                    if trial.should_prune():
-                        tracker.finish(None, run.path)
-                        raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
+            def report(record: dict) -> None:
+                tracker.log_epoch(record)
+                trial.report(100 * record["valid"][t.metric], record["epoch"])
+                if trial.should_prune():
+                    tracker.finish(None, run.path)
+                    raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
 
-                result = fit(t, run, on_epoch=report, checkpoints=self.spec.keep_checkpoints)
-                if result.best_state is not None:
-                    score_validation(t, run, result.best_state)
-                run.update_info(status="validated")
-                tracker.finish(None, run.path)
+            result = fit(t, run, on_epoch=report, checkpoints=self.spec.keep_checkpoints)
+            score_validation(t, run, result.best_state or load_checkpoint(run.best))
+            run.update_info(status="validated")
+            tracker.finish(None, run.path)
         return 100 * result.best_score
 
     # liveness --------------------------------------------------------------------------------
