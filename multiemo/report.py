@@ -139,6 +139,11 @@ def _fmt(value: float | None) -> str:
         else f"{value:.2f}"
 
 
+def mean_std(mean: float, std: float | None) -> str:
+    """A table cell: ``mean ± std`` with 2 decimals, the mean alone where std is undefined."""
+    return _fmt(mean) if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
 def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |",
              "| --- |" + " ---: |" * (len(header) - 1)]
@@ -401,13 +406,10 @@ def format_table(reports: Sequence[dict], names: Sequence[str] | None = None) ->
     order, _ = _column_order(dataset, labels)
     rows = [[name] + _row_cells(r) for name, r in zip(summary["runs"], reports)]
 
-    def pm(mean: float, sd: float | None) -> str:
-        return _fmt(mean) if sd is None else f"{mean:.2f} ± {sd:.2f}"
-
     mean, sd = summary["mean"], summary["std"]
     rows.append([f"mean ± std (n={summary['num_runs']})"]
-                + [pm(mean["per_class_f1"][i], sd["per_class_f1"][i]) for i in order]
-                + [pm(mean[c], sd[c]) for c in summary_columns(dataset, labels)])
+                + [mean_std(mean["per_class_f1"][i], sd["per_class_f1"][i]) for i in order]
+                + [mean_std(mean[c], sd[c]) for c in summary_columns(dataset, labels)])
     paper = _paper_cells(dataset, labels)
     if paper is not None:
         rows.append([paper[0]] + paper[1])

@@ -21,7 +21,8 @@ import optuna
 from optuna.trial import TrialState
 
 from multiemo.data.atomic import atomic_write_text
-from multiemo.report import _column_order, aggregate, compare_groups, format_comparison, format_table
+from multiemo.report import (_column_order, aggregate, compare_groups, format_comparison,
+                             format_table, mean_std)
 from multiemo.sweep.spec import SweepSpec
 
 __all__ = ["trials_table", "write_sweep_summary", "write_study_summary", "write_plots"]
@@ -96,12 +97,12 @@ def write_study_summary(study_dir: Path, study: optuna.Study, spec: SweepSpec,
     lines = ["| " + " | ".join(header) + " |", "| --- | ---: |" + " ---: |" * (len(header) - 2)]
     for variant, agg in rows.items():
         mean, std = agg["mean"], agg["std"]
-        cells = [_pm(mean["per_class_f1"][i], std["per_class_f1"][i]) for i in order]
+        cells = [mean_std(mean["per_class_f1"][i], std["per_class_f1"][i]) for i in order]
         cmp = comparisons.get(variant)
         delta = "-" if cmp is None else f"{cmp['weighted_f1']['diff']:+.2f}"
         p = "-" if cmp is None else f"{cmp['weighted_f1']['p_value']:.4f}"
         lines.append(f"| {variant} | {agg['num_runs']} | " + " | ".join(cells)
-                     + f" | {_pm(mean['weighted_f1'], std['weighted_f1'])} | {delta} | {p} |")
+                     + f" | {mean_std(mean['weighted_f1'], std['weighted_f1'])} | {delta} | {p} |")
     md = [f"# Study {study.study_name}", "", info["line"], "", "\n".join(lines), "",
           f"Test split, all in %, mean ± sample std over seeds {list(spec.study.seeds)}. Δ and p: paired "
           f"bootstrap over test dialogues of the variant's mean over seeds against {reference!r}'s "
@@ -125,10 +126,6 @@ def write_study_summary(study_dir: Path, study: optuna.Study, spec: SweepSpec,
                            "" if cmp is None else cmp["weighted_f1"]["p_value"]])
     _write(study_dir, "\n".join(md), summary, buf.getvalue())
     return summary
-
-
-def _pm(mean: float, std: float | None) -> str:
-    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
 def _final_csv(summary: dict) -> str:
