@@ -11,7 +11,7 @@ from typing import Any, Callable, TypeVar
 
 from feature_extraction.media import MediaError
 from feature_extraction.runner import Absent, CorpusSource, load_corpus, merge_job, run_job
-from multiemo.config import ConfigError, load
+from multiemo.config import ConfigError, load, set_num_threads
 from multiemo.data.corpus import Corpus
 
 __all__ = ["ProjectionConfig", "media_root_of", "raw_store_path", "run_extraction", "map_items"]
@@ -83,11 +83,7 @@ def run_extraction(args, *, config_cls: type, build: Callable[[Any], Any]) -> in
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(str(err)) from None
-    if cfg.num_threads < 0:
-        raise ConfigError(f"num_threads must be 0 (torch's default) or positive, got {cfg.num_threads}")
-    if cfg.num_threads > 0:
-        import torch
-        torch.set_num_threads(cfg.num_threads)
+    set_num_threads(cfg.num_threads)
     corpus = load_corpus(cfg.corpus)
     out = Path(cfg.out)
     store = raw_store_path(out) if cfg.projection.dim else out

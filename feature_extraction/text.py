@@ -43,7 +43,7 @@ from feature_extraction._text_inputs import (ModelInput, SpecialLayout, build_in
                                              pool, utterance_text)
 from feature_extraction.runner import (CorpusSource, load_corpus, loading_model, merge_job,
                                        resolve_device, run_job)
-from multiemo.config import ConfigError, load, to_dict
+from multiemo.config import ConfigError, load, set_num_threads, to_dict
 from multiemo.data.corpus import Corpus, Utterance
 
 __all__ = ["TextExtractConfig", "FinetuneConfig", "TextExtractor", "TextModel", "resolve_model",
@@ -214,10 +214,7 @@ def extract_text(cfg: TextExtractConfig, corpus: Corpus, *, shard: tuple[int, in
 def run_command(args) -> int:
     """``multiemo extract text`` (the options are declared in :mod:`multiemo.cli`)."""
     cfg = load(TextExtractConfig, args.config, args.overrides)
-    if cfg.num_threads < 0:
-        raise ConfigError(f"num_threads must be 0 (torch's default) or positive, got {cfg.num_threads}")
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+    set_num_threads(cfg.num_threads)
     if args.merge:
         print(f"merged into {merge_job(cfg.out)}", file=sys.stderr)
         return 0

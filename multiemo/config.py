@@ -41,7 +41,7 @@ from multiemo.errors import UserError
 
 __all__ = ["ConfigError", "build", "load", "read_yaml", "to_dict", "dump_yaml", "parse_overrides", "Config",
            "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RuntimeConfig", "MODALITIES",
-           "resolve_device"]
+           "resolve_device", "set_num_threads"]
 
 T = TypeVar("T")
 
@@ -239,6 +239,16 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+def set_num_threads(count: int, key: str = "num_threads") -> None:
+    """Torch's CPU threads: 0 leaves torch's default; a negative count is a ConfigError naming
+    ``key``. The one rule for training (``runtime.num_threads``) and extraction jobs."""
+    if count < 0:
+        raise ConfigError(f"{key} must be 0 (torch's default) or positive, got {count}")
+    if count:
+        import torch  # the config itself needs no torch
+        torch.set_num_threads(count)
 
 
 def resolve_device(name: str = "auto"):

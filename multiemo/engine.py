@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from multiemo.config import Config, resolve_device, to_dict
+from multiemo.config import Config, resolve_device, set_num_threads, to_dict
 from multiemo.data.atomic import atomic_path, atomic_write_text
 from multiemo.data.corpus import Corpus
 from multiemo.data.datasets import excluded_class_index, primary_metric
@@ -175,11 +175,7 @@ def build_training(cfg: Config, data: Prepared | DataCache | None = None) -> Tra
 @contextlib.contextmanager
 def runtime(cfg: Config) -> Iterator[None]:
     """Threads and CPU determinism for a run; the caller's determinism setting comes back after."""
-    if cfg.runtime.num_threads < 0:
-        raise UserError(f"runtime.num_threads must be 0 (torch's default) or positive, got "
-                        f"{cfg.runtime.num_threads}")
-    if cfg.runtime.num_threads:
-        torch.set_num_threads(cfg.runtime.num_threads)
+    set_num_threads(cfg.runtime.num_threads, "runtime.num_threads")
     deterministic = torch.are_deterministic_algorithms_enabled()
     if resolve_device(cfg.runtime.device).type == "cpu":
         torch.use_deterministic_algorithms(True)
