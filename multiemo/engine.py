@@ -40,7 +40,7 @@ from multiemo.metrics import classification_scores
 from multiemo.model import MultiEMO, build_model, count_parameters
 from multiemo.run import RunDir, RunError
 
-__all__ = ["Prepared", "DataCache", "prepare_data", "Training", "build_training", "FitResult",
+__all__ = ["Prepared", "DataCache", "Training", "build_training", "FitResult",
            "fit", "test", "score_validation", "start_run", "Diverged", "runtime", "loader", "run_epoch", "predict",
            "save_predictions", "load_checkpoint", "save_checkpoint"]
 
@@ -117,10 +117,6 @@ class DataCache:
         if key not in self._cache:
             self._cache[key] = Prepared(cfg)
         return self._cache[key]
-
-
-def prepare_data(cfg: Config) -> Prepared:
-    return Prepared(cfg)
 
 
 def loader(dataset: DialogueDataset, batch_size: int, shuffle_seed: int | None = None):

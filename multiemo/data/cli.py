@@ -15,14 +15,7 @@ import sys
 from multiemo.data.corpus import Corpus
 from multiemo.data.datasets import read_dataset
 
-__all__ = ["main", "run_command", "read_corpus"]
-
-
-def read_corpus(dataset: str, root: str, *, media_root: str | None = None,
-                skip_bad_rows: bool = False, labels: list[str] | None = None) -> Corpus:
-    """Read a raw release with its reader from the table (:mod:`multiemo.data.datasets`)."""
-    return read_dataset(dataset, root, media_root=media_root, skip_bad_rows=skip_bad_rows,
-                        labels=labels)
+__all__ = ["main", "run_command", "format_stats"]
 
 
 def format_stats(corpus: Corpus) -> str:
@@ -45,8 +38,8 @@ def format_stats(corpus: Corpus) -> str:
 def run_command(args) -> int:
     """``multiemo corpus stats|build`` (the options are declared in :mod:`multiemo.cli`)."""
     labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
-    corpus = read_corpus(args.dataset, args.root, media_root=args.media_root,
-                         skip_bad_rows=args.skip_bad_rows, labels=labels)
+    corpus = read_dataset(args.dataset, args.root, media_root=args.media_root,
+                          skip_bad_rows=args.skip_bad_rows, labels=labels)
     if args.action == "stats":
         if args.json:
             print(json.dumps({**corpus.stats(), "info": corpus.info}, indent=1, ensure_ascii=False))
