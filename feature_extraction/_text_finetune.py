@@ -107,6 +107,10 @@ def finetune(cfg: Any, corpus: Corpus, device: torch.device, folder: Path, *,
                                                      ft.seed)
     if ft.max_train_utterances and len(train) > ft.max_train_utterances:
         train = rng.sample(train, ft.max_train_utterances)
+    unlabelled = [u.id for u in train + valid if u.label is None]
+    if unlabelled:
+        raise ValueError(f"fine-tuning needs a label on every train and validation utterance; "
+                         f"{len(unlabelled)} have none (e.g. {unlabelled[:5]})")
     if not train or not valid:
         raise ValueError(f"fine-tuning needs train and validation utterances "
                          f"({len(train)} train, {len(valid)} validation from {valid_text})")

@@ -19,7 +19,7 @@ error. Both formats have the same fields; columns or keys not in the table are i
 | ``text`` | yes | string | the transcript; may be empty, but the column (JSONL: key) must exist |
 | ``utterance_index`` | one of these two (*) | integer | position in the dialogue (``3``; ``3.0`` is read as 3); unique within the dialogue, need not be contiguous |
 | ``start`` | one of these two (*) | number, seconds | start time of the utterance in its conversation |
-| ``label`` | yes (**) | string | class name |
+| ``label`` | yes (**), for prediction no | string | class name |
 | ``split`` | no (***) | string | ``train``, ``dev`` or ``test``; the same in every row of a dialogue |
 | ``utterance_id`` | no | string | unique in the file; default ``{dialogue_id}_utt{k}``, ``k`` the 0-based position after sorting |
 | ``end`` | no | number, seconds | end time; not before ``start`` |
@@ -34,8 +34,9 @@ row of that dialogue must give it, and two rows with the same index are an error
 whose rows give no ``utterance_index`` is sorted by ``start`` (ties keep the file order).
 Dialogues keep the order in which they first appear in the file.
 
-(**) Labels. Every row needs a label: this toolkit's :class:`~multiemo.data.corpus.Corpus` is
-labelled. Reading unlabelled conversations for prediction is future work (issue 10). The class set
+(**) Labels. Every row of a corpus to train on needs a label; conversations to predict
+(``require_labels=False``, what ``multiemo predict`` reads) may leave it out in any row, and the
+rows that give one are scored against it. The class set
 is either declared (``labels=[...]``, e.g. from the config; it is the class order, and a label
 outside it is an error) or taken from the data: the sorted set of the label names that occur
 (``corpus.info["labels_from"]`` is ``"declared"`` or ``"data (sorted)"``).
@@ -100,14 +101,14 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from multiemo.data.atomic import atomic_write_text
 from multiemo.data.corpus import (SPLITS, BadRecord, Corpus, CorpusError, Dialogue, Utterance,
                                   csv_records)
 from multiemo.data.text import normalize_text
 
-__all__ = ["read_conversations", "write_conversations", "CONVERSATION_FIELDS", "REQUIRED_FIELDS",
+__all__ = ["read_conversations", "read_conversation_rows", "write_conversations", "CONVERSATION_FIELDS", "REQUIRED_FIELDS",
            "CONVERSATION_FORMATS"]
 
 CONVERSATION_FORMATS = ("csv", "jsonl")
@@ -128,7 +129,7 @@ class _Row:
     index: int | None
     speaker: str
     text: str
-    label: str
+    label: str | None
     split: str
     times: dict[str, float | None]
     audio: str | None
@@ -260,7 +261,7 @@ def _index(row: dict[str, Any]) -> int | None:
 
 
 def _parse(line: int, row: dict[str, Any], fmt: str, default_split: str | None,
-           label_set: set[str] | None) -> _Row:
+           label_set: set[str] | None, require_labels: bool = True) -> _Row:
     """One row's fields, typed and checked on their own (no other row needed)."""
     if fmt == "jsonl":  # (a CSV's columns are checked on its header)
         for key in REQUIRED_FIELDS:
@@ -291,11 +292,11 @@ def _parse(line: int, row: dict[str, Any], fmt: str, default_split: str | None,
                 raise BadRecord("bad span", f"{key}_start/{key}_end are given but no {key} path")
             if hi < lo:
                 raise BadRecord("bad span", f"{key}_end {hi} is before {key}_start {lo}")
-    label = _string(row, "label")
-    if not label:
-        raise BadRecord("no label", "no label (every row needs one; reading unlabelled "
-                      "conversations for prediction is not supported yet)")
-    if label_set is not None and label not in label_set:
+    label = _string(row, "label") or None
+    if label is None and require_labels:
+        raise BadRecord("no label", "no label (every row of a training corpus needs one; "
+                      "unlabelled conversations are for `multiemo predict`)")
+    if label is not None and label_set is not None and label not in label_set:
         raise BadRecord("unknown label", f"unknown label {label!r} (the declared labels are "
                       f"{sorted(label_set)})")
     split = _string(row, "split") or default_split
@@ -311,11 +312,13 @@ def _parse(line: int, row: dict[str, Any], fmt: str, default_split: str | None,
 
 def read_conversations(path: str | Path, *, labels: Sequence[str] | None = None,
                        name: str | None = None, default_split: str | None = None,
-                       skip_bad_rows: bool = False) -> Corpus:
+                       skip_bad_rows: bool = False, require_labels: bool = True) -> Corpus:
     """Read a conversation file (CSV or JSONL, see the module docstring for the format).
 
-    Every row must have a label: unlabelled input (conversations to predict) is future work of
-    issue 10, and such a row is an error (``line N: no label``).
+    With ``require_labels`` (a corpus to train on) a row without a label is an error (``line N:
+    no label``); without it (conversations to predict) such a row is an unlabelled utterance
+    (``Utterance.label is None``), and a row that gives a label is still checked against
+    ``labels``.
 
     Args:
         path: a ``.csv`` or ``.jsonl`` file.
@@ -327,6 +330,7 @@ def read_conversations(path: str | Path, *, labels: Sequence[str] | None = None,
         skip_bad_rows: skip (and count, in ``info["skipped"]`` by reason) bad rows instead of
             raising. File-level problems (extension, encoding, a missing column, no rows) still
             raise.
+        require_labels: whether every row needs a label (see above).
 
     Returns:
         The corpus. ``info`` holds ``source`` (the path), ``reader`` (``"conversations"``),
@@ -348,7 +352,6 @@ def read_conversations(path: str | Path, *, labels: Sequence[str] | None = None,
         raise CorpusError(f"conversation file {path} does not exist")
     text = _decode(path)
 
-    known = set(CONVERSATION_FIELDS)
     ignored: set[str] = set()
     if fmt == "csv":
         columns, records = _csv_records(path, text)
@@ -361,10 +364,52 @@ def read_conversations(path: str | Path, *, labels: Sequence[str] | None = None,
         if "split" not in columns and default_split is None:
             raise CorpusError(f"{path}:1: missing column 'split' and no default split given: add "
                               f"the column, or pass default_split (train/dev/test)")
-        ignored = set(columns) - known
+        ignored = set(columns) - set(CONVERSATION_FIELDS)
     else:
         records = _jsonl_records(text)
 
+    return _assemble(records, source=str(path), fmt=fmt, name=name if name is not None else path.stem,
+                     labels=labels, default_split=default_split, skip_bad_rows=skip_bad_rows,
+                     require_labels=require_labels, ignored=ignored)
+
+
+def read_conversation_rows(rows: Iterable[Mapping[str, Any]], *, labels: Sequence[str] | None = None,
+                           name: str = "conversations", default_split: str | None = None,
+                           skip_bad_rows: bool = False, require_labels: bool = True,
+                           source: str = "row") -> Corpus:
+    """Conversations given as Python mappings, one per utterance, with the fields (and rules) of
+    a JSONL line; errors name ``source`` and the 1-based row number (``row 3: no speaker``).
+
+    >>> corpus = read_conversation_rows([
+    ...     {"dialogue_id": "d", "utterance_index": 0, "speaker": "Ann", "text": "Hi!"},
+    ...     {"dialogue_id": "d", "utterance_index": 1, "speaker": "Bob", "text": "Hello."}],
+    ...     labels=("neg", "pos"), default_split="test", require_labels=False)
+    >>> [(u.id, u.speaker, u.label) for u in corpus.utterances()]
+    [('d_utt0', 'Ann', None), ('d_utt1', 'Bob', None)]
+    """
+    if default_split is not None and default_split not in SPLITS:
+        raise ValueError(f"default_split {default_split!r} is not one of {list(SPLITS)}")
+
+    def records() -> Iterator[Record]:
+        for line, row in enumerate(rows, start=1):
+            if not isinstance(row, Mapping):
+                yield line, {}, BadRecord("malformed row", f"not a mapping but a {type(row).__name__}")
+                continue
+            yield line, {k: v for k, v in row.items() if v is not None and not (
+                isinstance(v, str) and not v.strip() and k not in REQUIRED_FIELDS)}, None
+
+    return _assemble(records(), source=source, fmt="jsonl", name=name, labels=labels,
+                     default_split=default_split, skip_bad_rows=skip_bad_rows,
+                     require_labels=require_labels, ignored=set(), where=f"{source} ")
+
+
+def _assemble(records: Iterable[Record], *, source: str, fmt: str, name: str,
+              labels: Sequence[str] | None, default_split: str | None, skip_bad_rows: bool,
+              require_labels: bool, ignored: set[str], where: str | None = None) -> Corpus:
+    """The corpus of parsed records: rows checked, grouped into dialogues, ordered, ids given.
+    Errors start with ``where`` and the line (default ``"<source>:"``)."""
+    where = where if where is not None else f"{source}:"
+    known = set(CONVERSATION_FIELDS)
     label_set = set(labels) if labels is not None else None
     skipped: Counter = Counter()
     dialogues: dict[str, _DialogueState] = {}
@@ -377,7 +422,7 @@ def read_conversations(path: str | Path, *, labels: Sequence[str] | None = None,
                 raise bad
             if fmt == "jsonl":
                 ignored |= set(given) - known
-            row = _parse(line, given, fmt, default_split, label_set)
+            row = _parse(line, given, fmt, default_split, label_set, require_labels)
             state = dialogues.get(row.dialogue)
             if state is not None:
                 if row.split != state.split:
@@ -399,7 +444,7 @@ def read_conversations(path: str | Path, *, labels: Sequence[str] | None = None,
                 raise BadRecord("duplicate id", f"duplicate utterance_id {row.uid!r} (also on line "
                               f"{explicit_ids[row.uid]})")
         except BadRecord as err:
-            err.skip_or_raise(f"{path}:{line}: ", skip_bad_rows, skipped)
+            err.skip_or_raise(f"{where}{line}: ", skip_bad_rows, skipped)
             continue
         if state is None:
             state = dialogues[row.dialogue] = _DialogueState(line, row.split, row.index is not None)
@@ -410,17 +455,18 @@ def read_conversations(path: str | Path, *, labels: Sequence[str] | None = None,
         state.rows.append(row)
 
     if rows_seen == 0:
-        where = "after the header" if fmt == "csv" else "in the file"
-        raise CorpusError(f"{path}:{2 if fmt == 'csv' else 1}: no rows {where} (one row per "
+        after = "after the header" if fmt == "csv" else "in the file"
+        raise CorpusError(f"{where}{2 if fmt == 'csv' else 1}: no rows {after} (one row per "
                           f"utterance expected)")
     if not dialogues:
-        raise CorpusError(f"{path}: no rows left: all {rows_seen} rows are bad "
+        raise CorpusError(f"{source}: no rows left: all {rows_seen} rows are bad "
                           f"(skipped: {dict(skipped)})")
 
     if labels is not None:
         label_names, labels_from = tuple(labels), "declared"
     else:
-        label_names = tuple(sorted({r.label for s in dialogues.values() for r in s.rows}))
+        label_names = tuple(sorted({r.label for s in dialogues.values() for r in s.rows
+                                    if r.label is not None}))
         labels_from = "data (sorted)"
     label_index = {label: i for i, label in enumerate(label_names)}
 
@@ -440,28 +486,28 @@ def read_conversations(path: str | Path, *, labels: Sequence[str] | None = None,
                     detail = (f"the default utterance id {uid!r} of this row is also the id on line "
                               f"{used_ids[uid]}: give this row an utterance_id")
                     if not skip_bad_rows:
-                        raise CorpusError(f"{path}:{row.line}: {detail}")
+                        raise CorpusError(f"{where}{row.line}: {detail}")
                     skipped["duplicate id"] += 1
                     continue
                 used_ids[uid] = row.line
             t = row.times
             utterances.append(Utterance(
-                id=uid, speaker=row.speaker, label=label_index[row.label], text=row.text,
+                id=uid, speaker=row.speaker, label=label_index.get(row.label), text=row.text,
                 start=t["start"], end=t["end"], audio=row.audio, video=row.video,
                 audio_span=(t["audio_start"], t["audio_end"]) if t["audio_start"] is not None else None,
                 video_span=(t["video_start"], t["video_end"]) if t["video_start"] is not None else None))
         if utterances:
             out.append(Dialogue(dialogue_id, state.split, tuple(utterances)))
 
-    info = {"source": str(path), "reader": "conversations", "format": fmt,
+    info = {"source": source, "reader": "conversations", "format": fmt,
             "skipped": dict(skipped), "labels_from": labels_from,
             "empty_text": sum(1 for d in out for u in d.utterances if not u.text),
             "ignored_columns": sorted(ignored)}
     try:
-        return Corpus(name if name is not None else path.stem, label_names, tuple(out),
+        return Corpus(name, label_names, tuple(out),
                       speaker_vocab=None, info=info)
     except CorpusError as err:
-        raise CorpusError(str(err).replace("corpus:", f"{path}:", 1)) from None
+        raise CorpusError(str(err).replace("corpus:", f"{source}:", 1)) from None
 
 
 def _rows_of(corpus: Corpus) -> Iterator[dict[str, Any]]:
@@ -470,7 +516,8 @@ def _rows_of(corpus: Corpus) -> Iterator[dict[str, Any]]:
             audio_span = u.audio_span or (None, None)
             video_span = u.video_span or (None, None)
             yield {"dialogue_id": d.id, "utterance_id": u.id, "utterance_index": k,
-                   "speaker": u.speaker, "text": u.text, "label": corpus.labels[u.label],
+                   "speaker": u.speaker, "text": u.text,
+                   "label": None if u.label is None else corpus.labels[u.label],
                    "split": d.split, "start": u.start, "end": u.end,
                    "audio": u.audio, "audio_start": audio_span[0], "audio_end": audio_span[1],
                    "video": u.video, "video_start": video_span[0], "video_end": video_span[1]}

@@ -1,4 +1,4 @@
-"""The corpus: dialogues of labelled utterances, as plain frozen dataclasses, and its JSON file.
+"""The corpus: dialogues of utterances and their labels, as plain frozen dataclasses, and its JSON file.
 
 A corpus file (``corpus.json``) is what the readers and the official-pickle importer write and
 what training reads. Labels are written as class names, so the file reads on its own::
@@ -11,6 +11,9 @@ what training reads. Labels are written as class names, so the file reads on its
                                     "text": "...", "start": 976.059, "end": 981.731,
                                     "audio": "train_splits/dia0_utt0.mp4",
                                     "video": "train_splits/dia0_utt0.mp4"}, ...]}, ...]}
+
+An utterance without a ``label`` key is unlabelled (``Utterance.label is None``): conversations
+to predict may have no labels; training and evaluation refuse them, naming the utterances.
 
 Media paths are relative to a media root that the extraction config gives. ``audio_span`` /
 ``video_span`` (seconds, ``[start, end]``) say which segment of the file is the utterance when the
@@ -89,11 +92,12 @@ def csv_records(reader: Any, path: str | Path) -> Iterator[tuple[int, Any]]:
 
 @dataclass(frozen=True)
 class Utterance:
-    """One utterance. ``label`` is the class index into ``Corpus.labels``."""
+    """One utterance. ``label`` is the class index into ``Corpus.labels``, or ``None`` for an
+    unlabelled utterance (a conversation to predict; training and evaluation refuse it)."""
 
     id: str
     speaker: str
-    label: int
+    label: int | None
     text: str = ""
     start: float | None = None  # seconds, the utterance's time in its conversation (for ordering)
     end: float | None = None
@@ -148,6 +152,7 @@ class Corpus:
                 yield from d.utterances
 
     def label_counts(self, split: str) -> list[int]:
+        """Utterances of each class in ``split`` (unlabelled ones are not counted)."""
         counts = Counter(u.label for u in self.utterances(split))
         return [counts.get(i, 0) for i in range(len(self.labels))]
 
@@ -185,7 +190,8 @@ class Corpus:
                 if u.id in seen_utts:
                     raise CorpusError(f"{source}: duplicate utterance id {u.id!r} (dialogue {d.id!r})")
                 seen_utts.add(u.id)
-                if not (isinstance(u.label, int) and 0 <= u.label < len(self.labels)):
+                if u.label is not None and not (isinstance(u.label, int) and
+                                                0 <= u.label < len(self.labels)):
                     raise CorpusError(f"{source}: utterance {u.id!r} has label {u.label!r}, outside "
                                       f"the {len(self.labels)} classes {list(self.labels)}")
                 if self.speaker_vocab is not None and u.speaker not in self.speaker_vocab:
@@ -201,7 +207,8 @@ class Corpus:
             "dialogues": [
                 {"id": d.id, "split": d.split, "utterances": [
                     {k: v for k, v in (("id", u.id), ("speaker", u.speaker),
-                                        ("label", self.labels[u.label]), ("text", u.text),
+                                        ("label", None if u.label is None else self.labels[u.label]),
+                                        ("text", u.text),
                                         ("start", u.start), ("end", u.end), ("audio", u.audio),
                                         ("video", u.video),
                                         ("audio_span", list(u.audio_span) if u.audio_span else None),
@@ -234,11 +241,11 @@ class Corpus:
                     if u.get(key) in (None, ""):
                         raise CorpusError(f"{source}: utterance {u.get('id')!r} of dialogue "
                                           f"{d['id']!r} has no {key!r}")
-                if u.get("label") not in label_index:
+                if u.get("label") is not None and u.get("label") not in label_index:
                     raise CorpusError(f"{source}: utterance {u.get('id')!r} of dialogue {d.get('id')!r} "
                                       f"has label {u.get('label')!r}, not one of {list(labels)}")
                 utts.append(Utterance(id=str(u["id"]), speaker=str(u["speaker"]),
-                                      label=label_index[u["label"]], text=u.get("text", ""),
+                                      label=label_index.get(u.get("label")), text=u.get("text", ""),
                                       start=u.get("start"), end=u.get("end"), audio=u.get("audio"),
                                       video=u.get("video"),
                                       audio_span=_span(u.get("audio_span")),

@@ -119,12 +119,20 @@ class DialogueDataset(torch.utils.data.Dataset):
         stores: modality → feature store.
         num_speakers: size of the speaker one-hot.
         missing: ``"error"`` when a store has no row for an utterance, or ``"absent"``.
+        require_labels: an unlabelled utterance is an error (training, evaluation); without it
+            (prediction) its label is -100, as padding.
     """
 
     def __init__(self, corpus: Corpus, dialogues: Sequence[Dialogue],
-                 stores: dict[str, FeatureStore], num_speakers: int, missing: str = "error") -> None:
+                 stores: dict[str, FeatureStore], num_speakers: int, missing: str = "error",
+                 require_labels: bool = True) -> None:
         if not dialogues:
             raise DataError(f"no dialogues given for corpus {corpus.name!r}")
+        unlabelled = [u.id for d in dialogues for u in d.utterances if u.label is None]
+        if unlabelled and require_labels:
+            raise DataError(f"corpus {corpus.name!r}: {len(unlabelled)} utterance(s) have no label "
+                            f"(e.g. {unlabelled[:5]}): training and evaluation need a label on every "
+                            f"utterance (unlabelled conversations are for `multiemo predict`)")
         self.modalities = tuple(stores)
         self.num_speakers = num_speakers
         self.dialogue_ids = [d.id for d in dialogues]
@@ -133,7 +141,8 @@ class DialogueDataset(torch.utils.data.Dataset):
         bounds = np.cumsum([0] + [len(ids) for ids in self.utterance_ids])
         self._slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
-        self.labels = torch.tensor([u.label for d in dialogues for u in d.utterances], dtype=torch.long)
+        self.labels = torch.tensor([-100 if u.label is None else u.label
+                                    for d in dialogues for u in d.utterances], dtype=torch.long)
         speakers = []
         for d in dialogues:
             try:
