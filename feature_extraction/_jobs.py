@@ -11,10 +11,24 @@ from typing import Any, Callable, TypeVar
 
 from feature_extraction.media import MediaError
 from feature_extraction.runner import Absent, CorpusSource, load_corpus, merge_job, run_job
-from multiemo.config import ConfigError, load, set_num_threads
+from multiemo.config import ConfigError, load, set_num_threads, to_dict
 from multiemo.data.corpus import Corpus
 
-__all__ = ["ProjectionConfig", "media_root_of", "raw_store_path", "run_extraction", "map_items"]
+__all__ = ["ProjectionConfig", "media_root_of", "raw_store_path", "run_extraction", "map_items",
+           "job_settings", "RUNTIME_KEYS"]
+
+#: fields of an extraction config that say where and how fast a job runs, never what its
+#: vectors are: left out of the settings recorded in the store (so changing them neither breaks
+#: a resume nor the record of how the features were made)
+RUNTIME_KEYS = ("corpus", "out", "splits", "device", "num_threads", "batch_size", "num_workers",
+                "encode_batch_size", "chunk_items", "chunk_seconds", "finetuned_dir")
+
+
+def job_settings(cfg: Any) -> dict[str, Any]:
+    """The settings of an extraction config that shape its vectors, as plain data: the job config
+    without :data:`RUNTIME_KEYS`. Recorded in the store (``info["settings"]``), so that a trained
+    model can run the same extraction on new conversations (``multiemo export`` / ``predict``)."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in RUNTIME_KEYS}
 
 log = logging.getLogger("feature_extraction")
 T = TypeVar("T")
@@ -93,7 +107,7 @@ def run_extraction(args, *, config_cls: type, build: Callable[[Any], Any]) -> in
         summary = run_job(extractor, corpus, store, shard=args.shard,
                           device=args.device or cfg.device, splits=list(cfg.splits) or None,
                           progress=not args.no_progress, chunk_items=cfg.chunk_items,
-                          chunk_seconds=cfg.chunk_seconds)
+                          chunk_seconds=cfg.chunk_seconds, settings=job_settings(cfg))
         merged = summary.merged
         if summary.failed:
             log.warning("%d item(s) failed; their errors are in %s.work/failures-*.jsonl and the "

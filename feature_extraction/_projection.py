@@ -32,7 +32,7 @@ from multiemo.data.atomic import atomic_path
 from multiemo.data.store import FeatureStore, write_store
 
 __all__ = ["fit_projection", "apply_projection", "project_store", "load_projection",
-           "projection_path"]
+           "projection_path", "project_with"]
 
 
 def fit_projection(x: np.ndarray, dim: int, standardize: bool = True) -> dict[str, np.ndarray]:
@@ -109,4 +109,23 @@ def project_store(raw: str | Path, out: str | Path, corpus: Corpus, dim: int, *,
         info.pop(key, None)
     info["projection"] = record
     write_store(out, store.ids, projected, store.present, info=info)
+    return out
+
+
+def project_with(raw: str | Path, out: str | Path, params_file: str | Path) -> Path:
+    """Apply a saved projection (``.projection.safetensors``, fitted by :func:`project_store` on
+    the training features) to store ``raw``, writing ``out``: how new conversations are projected
+    exactly as the features a model was trained on. Absent rows stay absent."""
+    raw, out = Path(raw), Path(out)
+    params, record = load_projection(params_file)
+    store = FeatureStore(raw)
+    features, present = store.get(store.ids)
+    if features.shape[1] != params["components"].shape[1]:
+        raise ValueError(f"{raw}: vectors of dimension {features.shape[1]}, but the projection "
+                         f"{params_file} reads {params['components'].shape[1]}")
+    info = dict(store.info)
+    for key in ("dim", "num_items", "num_present", "library_versions", "created_at"):
+        info.pop(key, None)
+    info["projection"] = {**record, "applied_from": Path(params_file).name}
+    write_store(out, store.ids, apply_projection(features, params), present, info=info)
     return out

@@ -456,7 +456,8 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
             shard: tuple[int, int] = (0, 1), device: str = "auto",
             splits: Sequence[str] | None = None,
             order: Callable[[Utterance], float] | None = None, progress: bool = True,
-            chunk_items: int = 512, chunk_seconds: float = 60.0) -> JobSummary:
+            chunk_items: int = 512, chunk_seconds: float = 60.0,
+            settings: dict[str, Any] | None = None) -> JobSummary:
     """Run (or resume) one shard of an extraction job, and merge when the job is complete.
 
     Args:
@@ -470,6 +471,8 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
         progress: show a progress bar (rate, ETA) on stderr; the summary is printed in any case.
         chunk_items, chunk_seconds: write a chunk after this many items or seconds, whichever
             first (a kill loses at most one chunk's work).
+        settings: the job config's settings that shape the vectors (recorded in ``job.json`` and
+            the store as ``info["settings"]``; part of the job's identity, as ``info()``).
 
     Returns:
         The :class:`JobSummary` of this run.
@@ -509,6 +512,8 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
 
     extractor.setup(resolve_device(device))
     info = {"extractor": extractor.name, **extractor.info()}
+    if settings is not None:
+        info["settings"] = settings
     _init_job(work, info, ids)
     start = time.monotonic()  # the rate is of extraction, not of model loading
 

@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from feature_extraction._jobs import job_settings
 from feature_extraction._text_inputs import (ModelInput, SpecialLayout, build_inputs, collate,
                                              pool, utterance_text)
 from feature_extraction.runner import (CorpusSource, load_corpus, loading_model, merge_job,
@@ -208,7 +209,8 @@ def extract_text(cfg: TextExtractConfig, corpus: Corpus, *, shard: tuple[int, in
                                                progress=progress)
     extractor = TextExtractor(cfg, corpus, path, finetune_info)
     return run_job(extractor, corpus, cfg.out, shard=shard, device=str(dev),
-                   splits=list(cfg.splits) or None, order=extractor.order, progress=progress)
+                   splits=list(cfg.splits) or None, order=extractor.order, progress=progress,
+                   settings=job_settings(cfg))
 
 
 def run_command(args) -> int:

@@ -125,6 +125,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-only", action="store_true",
                    help="no new trials: retrain the best and write the summary")
 
+    p = _command(sub, "export", "multiemo.export:run_command",
+                 "a finished run as a self-contained model folder (safetensors, config, card)",
+                 description="Write a finished run as a model folder: the weights of the checkpoint "
+                 "chosen on validation (safetensors), config.json with the labels, the model config "
+                 "and each modality's extraction settings, the fine-tuned text encoder and any "
+                 "projection, and a model card (README.md). Recognizer.from_pretrained and "
+                 "`multiemo predict` read it.")
+    p.add_argument("run_dir", help="a finished run folder written by multiemo train")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="the model folder to write "
+                   "(must not exist)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="which checkpoint (default: best, the one chosen on validation)")
+
+    p = _command(sub, "predict", "multiemo.predict:run_command",
+                 "per-utterance emotions of new conversations with an exported model (a batch job)",
+                 description="Extract the model's features from the conversations of --input (text, "
+                 "audio, video; the same extractors and settings as the training features), run the "
+                 "model, and write OUT/predictions.{csv,jsonl} (and, when the input has labels, the "
+                 "per-class report). A batch job: --shard K/N splits the dialogues, a rerun resumes.")
+    p.add_argument("--model", required=True, help="a model folder (multiemo export) or a hub id")
+    p.add_argument("--input", required=True, help="conversation file (.csv or .jsonl; labels "
+                   "optional) or a corpus.json")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (rerun to resume)")
+    p.add_argument("--media-root", help="folder the audio / video paths are relative to "
+                   "(default: the input file's folder)")
+    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                   help="predict shard K of N: the dialogues i with i %% N == K (default 0/1)")
+    p.add_argument("--merge", action="store_true",
+                   help="only merge the finished shards into OUT/predictions.*")
+    p.add_argument("--plots", action="store_true", help="one emotion-trajectory PNG per dialogue "
+                   "and the predicted label distribution, under OUT/plots/")
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help="skip and count bad input rows instead of stopping at the first")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     p = _command(sub, "import-official", "multiemo.data.official:run_command",
                  "convert the released feature pickles to stores",
                  description="Convert the feature pickles released with the official MultiEMO "
