@@ -150,10 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (rerun to resume)")
     p.add_argument("--media-root", help="folder the audio / video paths are relative to "
                    "(default: the input file's folder)")
-    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+    p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
                    help="predict shard K of N: the dialogues i with i %% N == K (default 0/1)")
     p.add_argument("--merge", action="store_true",
-                   help="only merge the finished shards into OUT/predictions.*")
+                   help="only merge the finished shards into OUT/predictions.* (the shard count "
+                   "is the job's)")
     p.add_argument("--plots", action="store_true", help="one emotion-trajectory PNG per dialogue "
                    "and the predicted label distribution, under OUT/plots/")
     p.add_argument("--skip-bad-rows", action="store_true",

@@ -30,7 +30,7 @@ from multiemo.data.corpus import Corpus
 from multiemo.data.store import FeatureStore, StoreError
 from multiemo.errors import UserError
 from multiemo.recognizer import (CONFIG_NAME, MODEL_FORMAT, MODEL_VERSION, WEIGHTS_NAME,
-                                 FeatureSpec, ModelError)
+                                 FeatureSpec, ModelError, _dotted_set)
 from multiemo.run import RunDir, RunError
 
 __all__ = ["export_run", "run_command", "main"]
@@ -101,6 +101,7 @@ def _feature_spec(modality: str, cfg: Config, tmp: Path) -> tuple[FeatureSpec, l
         target = f"{modality}/{'encoder' if src.is_dir() else src.name}"
         _copy(src, tmp / target)
         files[key] = target
+        settings = _dotted_set(settings, key, target)  # inside the model folder, not this machine's path
     if modality != "text":
         encoders.append(f"{modality}: {info.get('extractor', '?')}")
     projection = None

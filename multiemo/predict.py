@@ -233,7 +233,11 @@ def merge(out: Path, recognizer: Recognizer, corpus: Corpus, n: int, *, plots: b
 def run_command(args) -> int:
     """``multiemo predict`` (the options are declared in :mod:`multiemo.cli`)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    k, n = args.shard
+    out = Path(args.out)
+    if args.shard is None and args.merge and (out / "predict.json").is_file():
+        k, n = 0, int(json.loads((out / "predict.json").read_text()).get("shards", 1))
+    else:
+        k, n = args.shard or (0, 1)
     recognizer = Recognizer.from_pretrained(args.model, device=args.device)
     input_path = Path(args.input)
     corpus = recognizer.read(input_path, skip_bad_rows=args.skip_bad_rows)
@@ -241,7 +245,6 @@ def run_command(args) -> int:
     if skipped:
         log.warning("%s: skipped bad rows: %s", input_path, skipped)
     media_root = Path(args.media_root) if args.media_root else input_path.resolve().parent
-    out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         _init_job(out, recognizer, input_path, media_root, n)

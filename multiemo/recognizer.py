@@ -248,6 +248,8 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
         if not path.is_dir() and (path.exists() or name.startswith((".", "/", "~")) or
                                   name.count("/") > 1 or "\\" in name):
             raise ModelError(f"model folder {name} does not exist (or is not a folder)")
+        if path.is_dir():
+            _read_config(path)  # a bad config.json is named before the mixin reads it
         try:
             return super().from_pretrained(str(path) if path.is_dir() else name, **kwargs)
         except UserError:
