@@ -67,9 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     p = _command(sub, "demo", "multiemo.demo:run_command",
-                 "train on a small synthetic corpus and print the per-class table")
+                 "train on a small synthetic corpus and print the per-class table (--media: the "
+                 "whole chain from media files to predictions)")
+    p.add_argument("--media", action="store_true", help="the chain from media: write synthetic "
+                   "wav/mp4/text conversations, extract, train, export, predict a held-out one")
     p.add_argument("--out", help="folder for the synthetic data and the runs (default: a temporary folder)")
-    p.add_argument("--epochs", type=_positive, default=8)
+    p.add_argument("--epochs", type=_positive, default=None,
+                   help="training epochs (default 8; with --media 20)")
     p.add_argument("--seed", type=int, default=2023)
     p.add_argument("--verbose", action="store_true", help="print every epoch")
 
