@@ -73,6 +73,8 @@ def test_missing_and_corrupt_media_are_predicted_from_the_rest(demo, tmp_path, c
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
     rows[0]["audio"] = str(tmp_path / "gone.wav")
     rows[1]["video"] = str(corrupt)
+    from feature_extraction._synthetic import write_wav
+    rows[2]["audio"] = str(write_wav(tmp_path / "long.wav", duration=61.0))  # max_duration is 60 s
     source = tmp_path / "new.csv"
     with source.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -86,12 +88,14 @@ def test_missing_and_corrupt_media_are_predicted_from_the_rest(demo, tmp_path, c
     assert "audio failed" in got[0]["notes"] and "gone.wav" in got[0]["notes"]
     assert (got[1]["present_audio"], got[1]["present_visual"]) == ("1", "0")
     assert "visual failed" in got[1]["notes"] and "predicted without visual" in got[1]["notes"]
-    assert all(r["prediction"] for r in got) and not any(r["notes"] for r in got[2:])
+    assert got[2]["present_audio"] == "0" and "max_duration" in got[2]["notes"]
+    assert all(r["prediction"] for r in got) and not any(r["notes"] for r in got[3:])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["present"] == {"text": len(got), "audio": len(got) - 1, "visual": len(got) - 1}
-    # the failures are in the runner's failure log of the shard
+    assert summary["present"] == {"text": len(got), "audio": len(got) - 2, "visual": len(got) - 1}
+    assert summary["with_notes"] == 3
+    # the failures are in the runner's failure logs of the shard
     logs = list((out / "shards" / "s0of1" / "features").glob("*.work/failures-*.jsonl"))
-    assert len(logs) == 2
+    assert sorted(len(log.read_text().splitlines()) for log in logs) == [1, 2]
 
 
 def _predict(demo, out: Path, shard: str) -> subprocess.Popen:

@@ -251,3 +251,17 @@ def test_training_refuses_unlabelled_utterances():
 def test_a_hub_id_that_cannot_be_fetched_is_one_error():
     with pytest.raises(ModelError, match="cannot load it from the Hugging Face hub or the local cache"):
         Recognizer.from_pretrained("someone-who-does-not-exist/emotion-model", local_files_only=True)
+
+
+def test_a_corpus_json_is_an_input_too_and_an_empty_dialogue_is_named(trained, tmp_path, capsys):
+    corpus = json.loads((trained["data"] / "corpus.json").read_text())
+    out = tmp_path / "pred"
+    assert cli(["predict", "--model", str(trained["model"]), "--input", str(trained["data"] / "corpus.json"),
+                "--out", str(out), "--no-progress"]) == 0
+    assert len(read_csv(out / "predictions.csv")) == len(ROWS)
+    corpus["dialogues"].append({"id": "empty", "split": "test", "utterances": []})
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(corpus))
+    assert cli(["predict", "--model", str(trained["model"]), "--input", str(bad), "--out",
+                str(tmp_path / "pred2")]) == 2
+    assert "bad.json: dialogue 'empty' has no utterances" in capsys.readouterr().err
