@@ -81,7 +81,7 @@ from multiemo.errors import UserError
 
 __all__ = ["Absent", "Extractor", "JobError", "JobSummary", "CorpusSource", "run_job",
            "merge_job", "job_status", "parse_shard", "resolve_device",
-           "load_corpus", "work_dir", "loading_model"]
+           "load_corpus", "work_dir", "loading_model", "quiet_transformers"]
 
 JOB_FORMAT = "multiemo-extraction-job"
 log = logging.getLogger("feature_extraction")
@@ -192,6 +192,24 @@ def _hub_offline() -> bool:
 
 
 @contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """``transformers``' warnings and progress bars off, restored after: loading prints a bar per
+    model and a "LOAD REPORT" of unused head weights (an image classifier's classifier, a text
+    model's pooler) that the extractors never read (the visual encoder checks for a trained
+    pooler itself)."""
+    from transformers.utils import logging as hf_logging
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
 def loading_model(model_id: str, what: str = "model") -> Iterator[None]:
     """Turn the ``OSError`` of ``transformers``' ``from_pretrained`` into a one-line
     :class:`JobError` naming the model: a hub id missing from the local cache while the hub is
@@ -205,7 +223,8 @@ def loading_model(model_id: str, what: str = "model") -> Iterator[None]:
     feature_extraction.runner.JobError: model /...: cannot load it from that folder (no config.json in the folder)
     """
     try:
-        yield
+        with quiet_transformers():
+            yield
     except OSError as err:
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         if Path(model_id).expanduser().exists():
