@@ -115,6 +115,22 @@ def _feature_spec(modality: str, cfg: Config, tmp: Path) -> tuple[FeatureSpec, l
                        store.dim), encoders
 
 
+def _seeds_line(run: RunDir, seed: int) -> str:
+    """The seed, and the spread over the sibling seed runs when the run is one of ``--seeds``."""
+    summary = run.path.parent / "summary.json"
+    if run.path.name.startswith("seed-") and summary.is_file():
+        try:
+            data = json.loads(summary.read_text())
+            mean, std, n = data["mean"]["weighted_f1"], data["std"]["weighted_f1"], data["num_runs"]
+            return (f"- Seed: {seed}, one of {n} seeds trained with the same configuration: test "
+                    f"weighted-F1 over the {n} seeds {mean:.2f} ± {std:.2f} (mean ± std); this "
+                    f"folder holds the seed-{seed} model.")
+        except (ValueError, KeyError, TypeError):
+            pass
+    return (f"- Seed: {seed}. One run: the spread over seeds is not in this card (train with "
+            f"`--seeds` to see it).")
+
+
 def _model_card(cfg: Config, run: RunDir, info: dict[str, Any], corpus: Corpus,
                 config: dict[str, Any], encoders: list[str]) -> str:
     report_md = run.path / "report.md"
@@ -167,8 +183,7 @@ def _model_card(cfg: Config, run: RunDir, info: dict[str, Any], corpus: Corpus,
         f"- The epoch was chosen on **validation** {metric}: epoch {info.get('best_epoch')} of "
         f"{cfg.train.epochs}" + (f", validation {metric} {100 * valid:.2f}" if isinstance(valid, float) else "")
         + ". The test split was scored once, with that checkpoint.",
-        f"- Seed: {cfg.train.seed}. One run: the spread over seeds is not in this card (train with "
-        "`--seeds` and see the run's summary for mean ± std).",
+        _seeds_line(run, cfg.train.seed),
         "",
         table,
         "",
@@ -206,7 +221,12 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: str = "best") -
     from multiemo.engine import load_checkpoint
     from multiemo.model import build_model
 
-    run = RunDir(run_dir).require()
+    run = RunDir(run_dir)
+    seeds = sorted(p.name for p in Path(run_dir).glob("seed-*") if (p / "config.yaml").is_file())
+    if not run.exists() and seeds:
+        raise RunError(f"{run_dir} is a folder of seed runs ({', '.join(seeds[:5])}): export one "
+                       f"of them, e.g. `multiemo export {Path(run_dir) / seeds[0]} --out ...`")
+    run.require()
     out = Path(out)
     if out.exists():
         raise ModelError(f"{out} exists: choose another --out, or delete it first")

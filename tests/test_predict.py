@@ -265,3 +265,27 @@ def test_a_corpus_json_is_an_input_too_and_an_empty_dialogue_is_named(trained, t
     assert cli(["predict", "--model", str(trained["model"]), "--input", str(bad), "--out",
                 str(tmp_path / "pred2")]) == 2
     assert "bad.json: dialogue 'empty' has no utterances" in capsys.readouterr().err
+
+
+def test_a_hub_id_loads_from_the_local_hugging_face_cache(trained, tmp_path):
+    """A model pushed to the hub and downloaded once: the cache layout huggingface_hub writes
+    (models--owner--name/snapshots/<commit>/, refs/main), read with no network."""
+    import shutil
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "cache" / "models--someone--multiemo-mine"
+    shutil.copytree(trained["model"], repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    recognizer = Recognizer.from_pretrained("someone/multiemo-mine", cache_dir=tmp_path / "cache",
+                                            local_files_only=True, device="cpu")
+    assert recognizer.folder == repo / "snapshots" / commit and recognizer.labels == ("neutral", "joy", "anger")
+    assert [p.prediction for p in recognizer.predict([{"dialogue_id": "d", "utterance_index": 0,
+                                                        "speaker": "A", "text": "hate"}])]
+
+
+def test_export_of_a_seeds_folder_names_its_runs(trained, tmp_path, capsys):
+    import shutil
+    seeds = tmp_path / "seeds"
+    shutil.copytree(trained["run"], seeds / "seed-2023")
+    assert cli(["export", str(seeds), "--out", str(tmp_path / "m")]) == 2
+    assert "is a folder of seed runs (seed-2023): export one of them" in capsys.readouterr().err
