@@ -207,7 +207,8 @@ def merge(out: Path, recognizer: Recognizer, corpus: Corpus, n: int, *, plots: b
         index = {c: i for i, c in enumerate(labels)}
         report = write_report(out, [index[r["label"]] for r in labelled],
                               [index[r["prediction"]] for r in labelled], labels,
-                              recognizer.dataset or corpus.name,
+                              # never a dataset's name: the paper's test row is not this input's
+                              f"{corpus.name} (predict input)",
                               groups=[r["dialogue_id"] for r in labelled], split="input",
                               extra={"model": str(recognizer.folder),
                                      "labelled": len(labelled), "utterances": len(ordered)})

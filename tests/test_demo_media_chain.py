@@ -18,13 +18,9 @@ import pytest
 from multiemo.cli import main as cli
 from multiemo.demo import run_media_demo
 from multiemo.demo_media import make_text_encoder
+from test_predict import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def read_csv(path: Path) -> list[dict]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 @pytest.fixture(scope="module")
