@@ -137,6 +137,8 @@ def _plot_dialogues(out: Path, recognizer: Recognizer, picked, predictions) -> N
     import numpy as np
 
     from multiemo.trajectory import dialogue_plot_name, plot_dialogue
+    log.info("writing %d emotion-trajectory plots to %s (about 0.15 s each)", len(picked),
+             out / "plots" / "dialogues")
     by_dialogue: dict[str, list] = {}
     for p in predictions:
         by_dialogue.setdefault(p.dialogue_id, []).append(p)
