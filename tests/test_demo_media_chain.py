@@ -127,3 +127,16 @@ def test_a_killed_sharded_predict_reruns_to_the_uninterrupted_output(demo, tmp_p
             assert "0 done, 0 absent, 0 failed" in err.split("merged into")[0]  # text: all skipped
     for name in ("predictions.csv", "predictions.jsonl"):
         assert (killed / name).read_bytes() == (clean / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_the_full_media_demo_runs_in_under_three_minutes(tmp_path):
+    """`multiemo demo --media` at its full size, as a user runs it (MiniLM when installed)."""
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "multiemo.cli", "demo", "--media", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Per-class table of the trained model" in proc.stdout and "new0_utt0" in proc.stdout
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["scores"]["weighted_f1"] > 70
+    assert seconds < 180, seconds
