@@ -33,7 +33,6 @@ empty), ``prediction``, ``p_<class>`` for every class, ``present_<modality>`` (1
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import sys
@@ -87,10 +86,6 @@ def _init_job(out: Path, recognizer: Recognizer, input_path: Path, media_root: P
     atomic_write_text(path, json.dumps(job, indent=1) + "\n")
 
 
-def _row(p) -> dict[str, Any]:
-    return p.to_dict()
-
-
 def predict_shard(recognizer: Recognizer, corpus: Corpus, out: Path, shard: tuple[int, int], *,
                   media_root: Path, plots: bool = False, progress: bool = True) -> dict[str, Any]:
     """Predict shard ``K/N`` of ``corpus`` into ``out/shards/s<K>of<N>/`` (skipped when done);
@@ -125,7 +120,10 @@ def predict_shard(recognizer: Recognizer, corpus: Corpus, out: Path, shard: tupl
                "absent": dict(absent), "seconds": {key: round(v, 3) for key, v in timings.items()},
                "extraction_seconds": round(extraction, 3)}
     atomic_write_text(folder / "summary.json", json.dumps(summary, indent=1) + "\n")
-    atomic_write_text(done, "".join(json.dumps(_row(p), ensure_ascii=False) + "\n" for p in predictions))
+    from multiemo.data.atomic import atomic_path
+    with atomic_path(done) as tmp, open(tmp, "w", encoding="utf-8") as fh:  # appears whole, last
+        for p in predictions:
+            fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
     rate = utterances / (extraction + timings.get("model", 0.0)) if utterances and timings else 0.0
     print(f"predict shard {k}/{n}: {utterances} utterances in {len(picked)} dialogues; absent: "
           f"{dict(absent) or 'none'}; extraction {extraction:.1f} s, model "
@@ -151,84 +149,106 @@ def _plot_dialogues(out: Path, recognizer: Recognizer, picked, predictions) -> N
                       predicted=[r.prediction for r in rows])
 
 
-def _csv_text(rows: list[dict[str, Any]], labels: tuple[str, ...], modalities: tuple[str, ...]) -> str:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["utterance_id", "dialogue_id", "position", "speaker", "label", "prediction",
-                     *[f"p_{c}" for c in labels], *[f"present_{m}" for m in modalities], "notes"])
-    for r in rows:
-        writer.writerow([r["utterance_id"], r["dialogue_id"], r["position"], r["speaker"],
-                         r["label"] or "", r["prediction"],
-                         *[f"{r['probabilities'][c]:.6f}" for c in labels],
-                         *[int(r["present"][m]) for m in modalities], "; ".join(r["notes"])])
-    return text.getvalue()
+def _csv_header(labels: tuple[str, ...], modalities: tuple[str, ...]) -> list[str]:
+    return ["utterance_id", "dialogue_id", "position", "speaker", "label", "prediction",
+            *[f"p_{c}" for c in labels], *[f"present_{m}" for m in modalities], "notes"]
+
+
+def _csv_row(r: dict[str, Any], labels: tuple[str, ...], modalities: tuple[str, ...]) -> list:
+    return [r["utterance_id"], r["dialogue_id"], r["position"], r["speaker"], r["label"] or "",
+            r["prediction"], *[f"{r['probabilities'][c]:.6f}" for c in labels],
+            *[int(r["present"][m]) for m in modalities], "; ".join(r["notes"])]
 
 
 def merge(out: Path, recognizer: Recognizer, corpus: Corpus, n: int, *, plots: bool = False) -> Path:
     """Join the shards' predictions in input order into ``OUT/predictions.{csv,jsonl}``, the
-    summary, and (for labelled input) the report; returns the CSV."""
+    summary, and (for labelled input) the report; returns the CSV.
+
+    The shards' files are read in step, a line at a time (shard ``K`` holds the dialogues
+    ``i % N == K`` in input order), and the outputs written as they go: memory does not grow
+    with the corpus, beyond the labels the report needs.
+    """
+    from multiemo.data.atomic import atomic_path
+
     missing = [k for k in range(n) if not (_shard_dir(out, k, n) / "predictions.jsonl").is_file()]
     if missing:
         raise PredictError(f"{out}: shard(s) {', '.join(f'{k}/{n}' for k in missing)} are not done "
                            f"yet; run them first (then --merge)")
-    rows: dict[str, dict[str, Any]] = {}
-    summaries = []
-    for k in range(n):
-        folder = _shard_dir(out, k, n)
-        for line in (folder / "predictions.jsonl").read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            rows[row["utterance_id"]] = row
-        summaries.append(json.loads((folder / "summary.json").read_text()))
-    ordered = []
-    for u in corpus.utterances():
-        if u.id not in rows:
-            raise PredictError(f"{out}: no prediction for utterance {u.id!r} in the shards' files; "
-                               f"delete {out / 'shards'} and rerun")
-        ordered.append(rows[u.id])
     labels, modalities = recognizer.labels, recognizer.modalities
-    atomic_write_text(out / "predictions.jsonl",
-                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
-    atomic_write_text(out / "predictions.csv", _csv_text(ordered, labels, modalities))
+    index = {c: i for i, c in enumerate(labels)}
+    counts: Counter = Counter()
+    present: Counter = Counter()
+    with_notes = total = 0
+    gold, predicted, groups = [], [], []
+    files = [(_shard_dir(out, k, n) / "predictions.jsonl").open(encoding="utf-8") for k in range(n)]
+    try:
+        with atomic_path(out / "predictions.jsonl") as tmp_jsonl, \
+                atomic_path(out / "predictions.csv") as tmp_csv, \
+                open(tmp_jsonl, "w", encoding="utf-8") as jsonl, \
+                open(tmp_csv, "w", encoding="utf-8", newline="") as csv_file:
+            writer = csv.writer(csv_file, lineterminator="\n")
+            writer.writerow(_csv_header(labels, modalities))
+            for j, d in enumerate(corpus.dialogues):
+                shard = files[j % n]
+                for u in d.utterances:
+                    line = shard.readline()
+                    row = json.loads(line) if line.strip() else None
+                    if row is None or row.get("utterance_id") != u.id:
+                        raise PredictError(
+                            f"{shard.name}: expected the prediction of utterance {u.id!r} (dialogue "
+                            f"{d.id!r}), found {None if row is None else row.get('utterance_id')!r}; "
+                            f"delete {out / 'shards'} and rerun")
+                    jsonl.write(line if line.endswith("\n") else line + "\n")
+                    writer.writerow(_csv_row(row, labels, modalities))
+                    total += 1
+                    counts[row["prediction"]] += 1
+                    present.update(m for m in modalities if row["present"][m])
+                    with_notes += bool(row["notes"])
+                    if row["label"] is not None:
+                        gold.append(index[row["label"]])
+                        predicted.append(index[row["prediction"]])
+                        groups.append(row["dialogue_id"])
+            extra = [f.name for f in files if f.readline().strip()]
+            if extra:
+                raise PredictError(f"{extra[0]}: more predictions than the input has utterances; "
+                                   f"delete {out / 'shards'} and rerun")
+    finally:
+        for f in files:
+            f.close()
 
     seconds: Counter = Counter()
-    for s in summaries:
-        seconds.update(s["seconds"])
-    extraction = sum(v for key, v in seconds.items() if key != "model")
-    total = extraction + seconds.get("model", 0.0)
-    counts = Counter(r["prediction"] for r in ordered)
-    summary = {"utterances": len(ordered), "dialogues": len(corpus.dialogues), "shards": n,
+    for k in range(n):
+        seconds.update(json.loads((_shard_dir(out, k, n) / "summary.json").read_text())["seconds"])
+    elapsed = sum(seconds.values())
+    summary = {"utterances": total, "dialogues": len(corpus.dialogues), "shards": n,
                "model": str(recognizer.folder), "modalities": list(modalities),
                "predicted": {c: counts.get(c, 0) for c in labels},
-               "present": {m: sum(r["present"][m] for r in ordered) for m in modalities},
-               "with_notes": sum(1 for r in ordered if r["notes"]),
+               "present": {m: present.get(m, 0) for m in modalities},
+               "with_notes": with_notes,
                "seconds": {key: round(v, 3) for key, v in seconds.items()},
-               "utterances_per_second": round(len(ordered) / total, 2) if total else None}
-    labelled = [r for r in ordered if r["label"] is not None]
-    if labelled:
+               "utterances_per_second": round(total / elapsed, 2) if elapsed else None}
+    if gold:
         from multiemo.report import write_report
-        index = {c: i for i, c in enumerate(labels)}
-        report = write_report(out, [index[r["label"]] for r in labelled],
-                              [index[r["prediction"]] for r in labelled], labels,
+        report = write_report(out, gold, predicted, labels,
                               # never a dataset's name: the paper's test row is not this input's
-                              f"{corpus.name} (predict input)",
-                              groups=[r["dialogue_id"] for r in labelled], split="input",
-                              extra={"model": str(recognizer.folder),
-                                     "labelled": len(labelled), "utterances": len(ordered)})
-        summary["report"] = {"labelled_utterances": len(labelled),
+                              f"{corpus.name} (predict input)", groups=groups, split="input",
+                              extra={"model": str(recognizer.folder), "labelled": len(gold),
+                                     "utterances": total})
+        summary["report"] = {"labelled_utterances": len(gold),
                              "weighted_f1": report["scores"]["weighted_f1"]}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     if plots:
         from multiemo.trajectory import plot_label_distribution
-        gold = Counter(r["label"] for r in labelled)
+        gold_counts = Counter(gold)
         plot_label_distribution(out / "plots" / "label_distribution.png", labels,
                                 [counts.get(c, 0) for c in labels],
-                                [gold.get(c, 0) for c in labels] if labelled else None,
-                                title=f"{corpus.name}: {len(ordered)} utterances")
-    present = ", ".join(f"{m} {summary['present'][m]}/{len(ordered)}" for m in modalities)
-    print(f"predictions of {len(ordered)} utterances in {len(corpus.dialogues)} dialogues → "
-          f"{out / 'predictions.csv'} (present: {present}; {summary['with_notes']} with notes)"
-          + (f"; weighted-F1 on the {len(labelled)} labelled utterances "
-             f"{summary['report']['weighted_f1']:.2f} ({out / 'report.md'})" if labelled else ""),
+                                [gold_counts.get(i, 0) for i in range(len(labels))] if gold else None,
+                                title=f"{corpus.name}: {total} utterances")
+    shown = ", ".join(f"{m} {summary['present'][m]}/{total}" for m in modalities)
+    print(f"predictions of {total} utterances in {len(corpus.dialogues)} dialogues → "
+          f"{out / 'predictions.csv'} (present: {shown}; {with_notes} with notes)"
+          + (f"; weighted-F1 on the {len(gold)} labelled utterances "
+             f"{summary['report']['weighted_f1']:.2f} ({out / 'report.md'})" if gold else ""),
           file=sys.stderr, flush=True)
     return out / "predictions.csv"
 
