@@ -41,7 +41,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from multiemo.data.atomic import atomic_write_text
+from multiemo.data.atomic import atomic_path, atomic_write_text
 from multiemo.data.corpus import Corpus
 from multiemo.errors import UserError
 from multiemo.recognizer import CONFIG_NAME, WEIGHTS_NAME, Recognizer, file_digest
@@ -120,7 +120,6 @@ def predict_shard(recognizer: Recognizer, corpus: Corpus, out: Path, shard: tupl
                "absent": dict(absent), "seconds": {key: round(v, 3) for key, v in timings.items()},
                "extraction_seconds": round(extraction, 3)}
     atomic_write_text(folder / "summary.json", json.dumps(summary, indent=1) + "\n")
-    from multiemo.data.atomic import atomic_path
     with atomic_path(done) as tmp, open(tmp, "w", encoding="utf-8") as fh:  # appears whole, last
         for p in predictions:
             fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
@@ -168,8 +167,6 @@ def merge(out: Path, recognizer: Recognizer, corpus: Corpus, n: int, *, plots: b
     ``i % N == K`` in input order), and the outputs written as they go: memory does not grow
     with the corpus, beyond the labels the report needs.
     """
-    from multiemo.data.atomic import atomic_path
-
     missing = [k for k in range(n) if not (_shard_dir(out, k, n) / "predictions.jsonl").is_file()]
     if missing:
         raise PredictError(f"{out}: shard(s) {', '.join(f'{k}/{n}' for k in missing)} are not done "
