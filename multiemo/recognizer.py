@@ -250,8 +250,9 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
             raise ModelError(f"model folder {name} does not exist (or is not a folder)")
         if path.is_dir():
             _read_config(path)  # a bad config.json is named before the mixin reads it
+            return super().from_pretrained(str(path), **kwargs)
         try:
-            return super().from_pretrained(str(path) if path.is_dir() else name, **kwargs)
+            return super().from_pretrained(name, **kwargs)
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 - hub and network errors: one line
