@@ -104,12 +104,18 @@ def project_store(raw: str | Path, out: str | Path, corpus: Corpus, dim: int, *,
     with atomic_path(params_file) as tmp:
         save_file({k: np.ascontiguousarray(v) for k, v in params.items()}, tmp,
                   metadata={"format": "multiemo-projection", "info": json.dumps(record)})
-    info = dict(store.info)
-    for key in ("dim", "num_items", "num_present", "library_versions", "created_at"):
-        info.pop(key, None)
+    _write_projected(store, out, projected, record)
+    return out
+
+
+def _write_projected(store: FeatureStore, out: Path, projected: np.ndarray,
+                     record: dict[str, Any]) -> None:
+    """``out``: the raw store's ids, presence and metadata (less what ``write_store`` fills in
+    again) with the projected vectors and ``info["projection"] = record``."""
+    info = {k: v for k, v in store.info.items()
+            if k not in ("dim", "num_items", "num_present", "library_versions", "created_at")}
     info["projection"] = record
     write_store(out, store.ids, projected, store.present, info=info)
-    return out
 
 
 def project_with(raw: str | Path, out: str | Path, params_file: str | Path) -> Path:
@@ -119,13 +125,10 @@ def project_with(raw: str | Path, out: str | Path, params_file: str | Path) -> P
     raw, out = Path(raw), Path(out)
     params, record = load_projection(params_file)
     store = FeatureStore(raw)
-    features, present = store.get(store.ids)
+    features, _ = store.get(store.ids)
     if features.shape[1] != params["components"].shape[1]:
         raise ValueError(f"{raw}: vectors of dimension {features.shape[1]}, but the projection "
                          f"{params_file} reads {params['components'].shape[1]}")
-    info = dict(store.info)
-    for key in ("dim", "num_items", "num_present", "library_versions", "created_at"):
-        info.pop(key, None)
-    info["projection"] = {**record, "applied_from": Path(params_file).name}
-    write_store(out, store.ids, apply_projection(features, params), present, info=info)
+    _write_projected(store, out, apply_projection(features, params),
+                     {**record, "applied_from": Path(params_file).name})
     return out

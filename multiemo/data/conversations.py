@@ -215,9 +215,14 @@ def _jsonl_records(text: str) -> Iterator[Record]:
             yield line, {}, BadRecord("malformed JSON", f"not a JSON object but a "
                                                       f"{type(obj).__name__}: one object per line")
             continue
-        # null, or an empty string in an optional field, is "not given" (as an empty CSV cell)
-        yield line, {k: v for k, v in obj.items() if v is not None and not (
-            isinstance(v, str) and not v.strip() and k not in REQUIRED_FIELDS)}, None
+        yield line, _given(obj), None
+
+
+def _given(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a JSON object (or a mapping) gives: null, or an empty string in an optional
+    field, is "not given" (as an empty CSV cell)."""
+    return {k: v for k, v in obj.items() if v is not None and not (
+        isinstance(v, str) and not v.strip() and k not in REQUIRED_FIELDS)}
 
 
 # -- values -------------------------------------------------------------------------------
@@ -395,8 +400,7 @@ def read_conversation_rows(rows: Iterable[Mapping[str, Any]], *, labels: Sequenc
             if not isinstance(row, Mapping):
                 yield line, {}, BadRecord("malformed row", f"not a mapping but a {type(row).__name__}")
                 continue
-            yield line, {k: v for k, v in row.items() if v is not None and not (
-                isinstance(v, str) and not v.strip() and k not in REQUIRED_FIELDS)}, None
+            yield line, _given(row), None
 
     return _assemble(records(), source=source, fmt="jsonl", name=name, labels=labels,
                      default_split=default_split, skip_bad_rows=skip_bad_rows,
