@@ -62,10 +62,10 @@ def _shard_dir(out: Path, k: int, n: int) -> Path:
 
 def _init_job(out: Path, recognizer: Recognizer, input_path: Path, media_root: Path, n: int) -> None:
     """Write ``predict.json``, or check that the one there is this job."""
+    # the model is known by its files' digests (a copy of the folder elsewhere is the same model)
     job = {"format": JOB_FORMAT, "version": 1, "shards": n,
-           "model": {"path": str(recognizer.folder.resolve()),
-                     "sha256": {name: file_digest(recognizer.folder / name)
-                                for name in (CONFIG_NAME, WEIGHTS_NAME)}},
+           "model": {name: file_digest(recognizer.folder / name) for name in (CONFIG_NAME, WEIGHTS_NAME)},
+           "model_path": str(recognizer.folder.resolve()),
            "input": {"path": str(input_path.resolve()), "sha256": file_digest(input_path)},
            "media_root": str(media_root.resolve())}
     path = out / "predict.json"
@@ -77,8 +77,7 @@ def _init_job(out: Path, recognizer: Recognizer, input_path: Path, media_root: P
                                f"afresh") from None
         for key, what in (("model", "another model"), ("input", "another input file (or the file "
                           "changed)"), ("shards", "another shard count"), ("media_root", "another media root")):
-            mine = job[key] if key != "model" else job[key]["sha256"]
-            theirs = old.get(key) if key != "model" else (old.get(key) or {}).get("sha256")
+            mine, theirs = job[key], old.get(key)
             if mine != theirs:
                 raise PredictError(f"{out} holds predictions of {what} ({key}: {theirs!r}, now "
                                    f"{mine!r}); write to another --out, or delete {out}")

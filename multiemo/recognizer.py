@@ -223,11 +223,12 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
     :meth:`predict` (Python) or ``multiemo predict`` (a batch job, :mod:`multiemo.predict`).
     """
 
-    def __init__(self, *, network: torch.nn.Module, folder: str, device: str = "cpu") -> None:
+    def __init__(self, *, network: torch.nn.Module, folder: str, folder_config: dict[str, Any],
+                 device: str = "cpu") -> None:
         self.folder = Path(folder)
         self.network = network.eval()
         self.device = torch.device(device)
-        self.config = _read_config(self.folder)
+        self.config = folder_config  # the folder's config.json, as _from_pretrained read it
         self.labels: tuple[str, ...] = tuple(self.config["labels"])
         self.modalities: tuple[str, ...] = tuple(self.config["modalities"])
         self.dataset: str = self.config.get("dataset", "")
@@ -303,7 +304,7 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
         except RuntimeError as err:
             raise ModelError(f"{weights}: the weights do not fit the model of {CONFIG_NAME} "
                              f"({str(err).splitlines()[0]}: {_state_mismatch(err)})") from None
-        return cls(network=network.to(dev), folder=str(folder), device=str(dev))
+        return cls(network=network.to(dev), folder=str(folder), folder_config=config, device=str(dev))
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """Copy the model folder (every file) into ``save_directory``."""
@@ -413,14 +414,13 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
                                       require_labels=False)
             data = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
             uids, _, _, probs = predict(self.network, data, self.device, amp)
-            row = {uid: i for i, uid in enumerate(uids)}
-            flat = [uid for ids in dataset.utterance_ids for uid in ids]
+            if uids != [u.id for d in block for u in d.utterances]:  # the loader keeps the order
+                raise RuntimeError("the model's outputs are not in the order of the utterances")
             present = {m: t.numpy() for m, t in dataset.present.items()}
             k = 0
             for d in block:
                 for position, u in enumerate(d.utterances):
-                    p = probs[row[u.id]]
-                    assert flat[k] == u.id
+                    p = probs[k]
                     here = {m: bool(present[m][k]) for m in self.modalities}
                     extra = list(notes.get(u.id, []))
                     if not any(here.values()):
