@@ -7,12 +7,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 
 from feature_extraction.media import MediaError
 from feature_extraction.runner import Absent, CorpusSource, load_corpus, merge_job, run_job
 from multiemo.config import ConfigError, load, set_num_threads, to_dict
 from multiemo.data.corpus import Corpus
+from multiemo.data.splits import SplitError, ValidationRule
 
 __all__ = ["ProjectionConfig", "media_root_of", "raw_store_path", "run_extraction", "map_items",
            "job_settings", "RUNTIME_KEYS"]
@@ -52,19 +53,26 @@ def map_items(workers: int, fn: Callable[[T], R], items: list[T]) -> list[R | Ex
 
 @dataclass(frozen=True)
 class ProjectionConfig:
-    """Optional PCA to ``dim`` dimensions, fitted on ``fit_split``'s present rows only.
+    """Optional PCA to ``dim`` dimensions, fitted on the present rows of the train dialogues of
+    the validation rule ``validation``, ``valid_fraction``, ``valid_seed`` only (the training
+    config's ``data`` settings, same keys and meaning: :mod:`multiemo.data.splits`), so the
+    projection never learns from the dialogues a model built on it validates or tests on.
 
     ``dim: 0`` keeps the raw features. Otherwise the job writes the raw store beside ``out``
     (``<name>.raw.safetensors``), and ``out`` holds the projected one (PAPER.md §5: 512).
     """
 
     dim: int = 0
-    standardize: bool = True  # z-score each raw feature with the fitting split's statistics
-    fit_split: str = "train"
+    standardize: bool = True  # z-score each raw feature with the fitting dialogues' statistics
+    validation: Literal["auto", "dev", "fraction"] = "auto"
+    valid_fraction: float = 0.05
+    valid_seed: int = 2023
 
     def __post_init__(self) -> None:
         if self.dim < 0:
             raise ValueError(f"projection.dim must be >= 0 (0: no projection), got {self.dim}")
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise ValueError(f"projection.valid_fraction must be in (0, 1), got {self.valid_fraction}")
 
 
 def media_root_of(source: CorpusSource) -> str | None:
@@ -114,8 +122,12 @@ def run_extraction(args, *, config_cls: type, build: Callable[[Any], Any]) -> in
                         "store's info['failed']", summary.failed, store)
     if merged is not None and cfg.projection.dim:
         from feature_extraction._projection import project_store
-        project_store(store, out, corpus, cfg.projection.dim,
-                      standardize=cfg.projection.standardize, fit_split=cfg.projection.fit_split)
-        log.info("projected %s to %d dimensions (PCA fitted on %s) → %s", store.name,
-                 cfg.projection.dim, cfg.projection.fit_split, out)
+        rule = ValidationRule.of(cfg.projection)
+        try:
+            project_store(store, out, corpus, cfg.projection.dim,
+                          standardize=cfg.projection.standardize, rule=rule)
+        except SplitError as err:
+            raise ConfigError(f"projection: {err}") from None
+        log.info("projected %s to %d dimensions (PCA fitted on the train dialogues of %s) → %s",
+                 store.name, cfg.projection.dim, rule.describe(corpus), out)
     return 0

@@ -1,13 +1,15 @@
-"""A fixed-size linear projection of a feature store: PCA fitted on the train split only.
+"""A fixed-size linear projection of a feature store: PCA fitted on training dialogues only.
 
 The paper projects its openSMILE functionals to 512 dimensions (PAPER.md §5). After a job has
 merged its raw store, :func:`project_store` fits scikit-learn's PCA (full SVD: deterministic) on
-the *present* rows of the fitting split (train; never dev or test), optionally after
-standardising each feature with that split's mean and standard deviation, and applies it to
-every row of every split. Absent rows stay absent. Two files come out:
+the *present* rows of the train dialogues of the validation rule (never its validation dialogues,
+nor test: :mod:`multiemo.data.splits`), optionally after standardising each feature with those
+rows' mean and standard deviation, and applies it to every row of every split. Absent rows stay
+absent. Two files come out:
 
 * the projected store (``out``), whose ``info["projection"]`` records the method, the fitting
-  split and row count, the raw store and the explained variance;
+  dialogues and row count, the raw store and the explained variance, and whose
+  ``info["learned_from"]`` lists the dialogues the projection was fitted on;
 * the projection itself, ``<out stem>.projection.safetensors``: ``center`` ``(D,)``, ``scale``
   ``(D,)`` and ``components`` ``(K, D)``, with ``y = ((x - center) / scale) @ components.T``
   (:func:`load_projection` / :func:`apply_projection` project new vectors the same way).
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from multiemo.data.corpus import Corpus
+from multiemo.data.splits import ValidationRule, learned_record
 from multiemo.data.atomic import atomic_path
 from multiemo.data.store import FeatureStore, write_store
 
@@ -76,45 +79,52 @@ def load_projection(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
 
 
 def project_store(raw: str | Path, out: str | Path, corpus: Corpus, dim: int, *,
-                  standardize: bool = True, fit_split: str = "train") -> Path:
-    """Fit the projection on ``fit_split``'s present rows of store ``raw``; write ``out``.
+                  standardize: bool = True, rule: ValidationRule | None = None) -> Path:
+    """Fit the projection on the present rows of ``rule``'s train dialogues (never its validation
+    or test ones) of store ``raw``; write ``out``, recording those dialogues
+    (``info["learned_from"]``) so that training can refuse a leak.
 
     Raises:
-        ValueError: the corpus has no such split, or too few present rows to fit.
+        SplitError: the corpus cannot be split by ``rule``.
+        ValueError: too few present rows to fit.
     """
     from safetensors.numpy import save_file
     raw, out = Path(raw), Path(out)
+    rule = rule or ValidationRule()
     store = FeatureStore(raw)
-    fit_ids = {u.id for u in corpus.utterances(fit_split)}
-    if not fit_ids:
-        raise ValueError(f"projection: corpus {corpus.name!r} has no {fit_split!r} split to fit on "
-                         f"(splits: {corpus.splits})")
+    fitting = rule.split(corpus)["train"]
+    fit_ids = {u.id for d in fitting for u in d.utterances}
     features, present = store.get(store.ids)
     rows = np.array([uid in fit_ids for uid in store.ids]) & present
     try:
         params = fit_projection(features[rows], dim, standardize)
     except ValueError as err:
-        raise ValueError(f"{raw}: {err} (present {fit_split!r} rows)") from None
+        raise ValueError(f"{raw}: {err} (present rows of the train dialogues)") from None
     projected = apply_projection(features, params)
     variance = float(params.pop("explained_variance_ratio").sum())
     record = {"method": "pca", "dim": dim, "raw_dim": store.dim, "standardize": standardize,
-              "fit_split": fit_split, "fit_rows": int(rows.sum()), "raw_store": raw.name,
+              "fit_dialogues": rule.describe(corpus) + " train", "fit_rows": int(rows.sum()),
+              "raw_store": raw.name,
               "params": projection_path(out).name, "explained_variance": round(variance, 6)}
     params_file = projection_path(out)
     with atomic_path(params_file) as tmp:
         save_file({k: np.ascontiguousarray(v) for k, v in params.items()}, tmp,
                   metadata={"format": "multiemo-projection", "info": json.dumps(record)})
-    _write_projected(store, out, projected, record)
+    _write_projected(store, out, projected, record,
+                     learned_record("PCA projection", rule, fitting, corpus))
     return out
 
 
 def _write_projected(store: FeatureStore, out: Path, projected: np.ndarray,
-                     record: dict[str, Any]) -> None:
+                     record: dict[str, Any], learned: dict[str, Any] | None = None) -> None:
     """``out``: the raw store's ids, presence and metadata (less what ``write_store`` fills in
-    again) with the projected vectors and ``info["projection"] = record``."""
+    again) with the projected vectors, ``info["projection"] = record`` and, for a fitted
+    projection, ``info["learned_from"] = learned``."""
     info = {k: v for k, v in store.info.items()
             if k not in ("dim", "num_items", "num_present", "library_versions", "created_at")}
     info["projection"] = record
+    if learned:
+        info["learned_from"] = learned
     write_store(out, store.ids, projected, store.present, info=info)
 
 

@@ -2,8 +2,12 @@
 
 The classifier is the extraction's own pooled vector → dropout → a linear layer, so what is
 learnt is exactly what is extracted. Cross-entropy with optional class weights ∝ (N/n_c)^p,
-AdamW, linear warm-up then linear decay, gradient clipping. After each epoch the validation
-weighted-F1 is computed; the best epoch's encoder (and tokenizer) is saved with
+AdamW, linear warm-up then linear decay, gradient clipping. It learns from the train dialogues of
+the extraction's validation rule (``validation``, ``valid_fraction``, ``valid_seed``: the same
+settings, with the same meaning, as the training config's ``data`` block, see
+:mod:`multiemo.data.splits`), never from the validation or test dialogues, and records those
+dialogue ids (``learned_from``) in ``finetune.json`` and in the store, where training checks
+them. After each epoch the validation weighted-F1 is computed; the best epoch's encoder (and tokenizer) is saved with
 ``save_pretrained`` under ``<finetuned_dir>/encoder`` and its head under ``head.pt``.
 ``finetune.json`` (settings, best epoch, per-epoch history, seconds) is written last: its
 presence marks a finished fine-tuning, which later runs and shards reuse; a folder without it
@@ -28,6 +32,7 @@ from torch import nn
 from feature_extraction._text_inputs import ModelInput
 from multiemo.config import to_dict
 from multiemo.data.corpus import Corpus, Utterance, atomic_write_text
+from multiemo.data.splits import SplitError, ValidationRule, learned_record
 
 __all__ = ["ensure_finetuned", "finetune", "validation_utterances"]
 
@@ -36,7 +41,8 @@ def _settings(cfg: Any) -> dict[str, Any]:
     """What decides the fine-tuned weights (a folder made with other settings is refused)."""
     return {"model": cfg.model, "pooling": cfg.pooling, "past": cfg.past, "future": cfg.future,
             "max_length": cfg.max_length, "speakers": cfg.speakers,
-            "speaker_names": dict(cfg.speaker_names), "finetune": to_dict(cfg.finetune)}
+            "speaker_names": dict(cfg.speaker_names), "finetune": to_dict(cfg.finetune),
+            "validation": ValidationRule.of(cfg).settings()}
 
 
 def ensure_finetuned(cfg: Any, corpus: Corpus, device: torch.device, *,
@@ -58,22 +64,21 @@ def ensure_finetuned(cfg: Any, corpus: Corpus, device: torch.device, *,
             raise ValueError(f"no finished fine-tuning at {folder}: run `multiemo extract text "
                              f"--config ... --finetune-only` once before starting shards")
         done = finetune(cfg, corpus, device, folder, progress=progress)
+    if "learned_from" not in done:
+        raise ValueError(f"{marker}: made before fine-tunings recorded the dialogues they learned "
+                         f"from; delete {folder} to fine-tune again")
     summary = {k: done[k] for k in ("best_epoch", "best_valid_weighted_f1", "valid", "seconds")}
-    return str(folder / "encoder"), summary
+    return str(folder / "encoder"), {**summary, "learned_from": done["learned_from"]}
 
 
-def validation_utterances(corpus: Corpus, split: str, fraction: float,
-                          seed: int) -> tuple[list[Utterance], list[Utterance], str]:
-    """(train, validation, description): the ``split`` when present, else held-out dialogues."""
-    train = list(corpus.utterances("train"))
-    if split in corpus.splits and split != "train":
-        return train, list(corpus.utterances(split)), f"split {split}"
-    dialogues = corpus.split("train")
-    rng = random.Random(seed)
-    held = set(rng.sample(range(len(dialogues)), max(1, round(fraction * len(dialogues)))))
-    valid = [u for i, d in enumerate(dialogues) if i in held for u in d.utterances]
-    train = [u for i, d in enumerate(dialogues) if i not in held for u in d.utterances]
-    return train, valid, f"{len(held)} held-out train dialogues (fraction {fraction}, seed {seed})"
+def validation_utterances(corpus: Corpus, rule: ValidationRule
+                          ) -> tuple[list[Utterance], list[Utterance], str]:
+    """(train, validation, description) utterances by ``rule``: the same validation dialogues as
+    a training run with the same ``data.validation`` settings (never learned from here)."""
+    splits = rule.split(corpus)
+    train = [u for d in splits["train"] for u in d.utterances]
+    valid = [u for d in splits["valid"] for u in d.utterances]
+    return train, valid, f"{len(splits['valid'])} dialogues ({rule.describe(corpus)})"
 
 
 def _batches(inputs: list[ModelInput], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -103,10 +108,15 @@ def finetune(cfg: Any, corpus: Corpus, device: torch.device, folder: Path, *,
         shutil.rmtree(folder)  # an unfinished fine-tuning: start over
     folder.mkdir(parents=True)
     model = TextModel(resolve_model(cfg.model), corpus, cfg, device)
-    train, valid, valid_text = validation_utterances(corpus, ft.valid_split, ft.valid_fraction,
-                                                     ft.seed)
+    rule = ValidationRule.of(cfg)
+    try:
+        train, valid, valid_text = validation_utterances(corpus, rule)
+    except SplitError as err:
+        raise ValueError(f"fine-tuning: {err}") from None
     if ft.max_train_utterances and len(train) > ft.max_train_utterances:
         train = rng.sample(train, ft.max_train_utterances)
+    dialogue_of = {u.id: d for d in corpus.dialogues for u in d.utterances}
+    learned = learned_record("fine-tuned encoder", rule, {dialogue_of[u.id] for u in train}, corpus)
     unlabelled = [u.id for u in train + valid if u.label is None]
     if unlabelled:
         raise ValueError(f"fine-tuning needs a label on every train and validation utterance; "
@@ -168,7 +178,8 @@ def finetune(cfg: Any, corpus: Corpus, device: torch.device, folder: Path, *,
     best_epoch = max(history, key=lambda r: r["valid_weighted_f1"])["epoch"]
     done = {"settings": json.loads(json.dumps(_settings(cfg))), "best_epoch": best_epoch,
             "best_valid_weighted_f1": best, "valid": valid_text, "train_utterances": len(train),
-            "valid_utterances": len(valid), "class_weights": None if weights is None
+            "valid_utterances": len(valid), "learned_from": learned,
+            "class_weights": None if weights is None
             else weights.tolist(), "history": history,
             "seconds": round(time.monotonic() - start, 1)}
     atomic_write_text(folder / "finetune.json", json.dumps(done, indent=1))

@@ -12,10 +12,12 @@ Modes:
 
 * ``frozen``: extract with the pretrained encoder as it is.
 * ``finetune``: first fine-tune the encoder as an utterance classifier (the pooled vector → a
-  linear layer) on the train split, with optional class weights; keep the epoch of best
-  validation weighted-F1 (the corpus's ``dev`` split, or a seeded fraction of the train
-  dialogues when there is none, e.g. IEMOCAP); save that encoder under ``finetuned_dir``; then
-  extract every split with it. A finished fine-tuning (``finetune.json`` there) is reused by
+  linear layer) on the train dialogues of the validation rule (``validation``,
+  ``valid_fraction``, ``valid_seed``, as in the training config: :mod:`multiemo.data.splits`),
+  with optional class weights; keep the epoch of best weighted-F1 on its validation dialogues;
+  save that encoder under ``finetuned_dir``; then extract every split with it. The store records
+  the dialogues the encoder learned from (``info["learned_from"]``), and training refuses a
+  store that learned from its validation or test dialogues. A finished fine-tuning (``finetune.json`` there) is reused by
   later runs and shards; an interrupted one starts over.
 
 ``model`` is a hub id (``roberta-large``), a local directory, or ``pkg:<module>`` for a Python
@@ -64,8 +66,6 @@ class FinetuneConfig:
     class_weight_power: float = 0.0  # 0: plain CE; p > 0: class weights ∝ (N / n_c)^p
     dropout: float = 0.1  # before the classification layer
     max_grad_norm: float = 1.0
-    valid_split: str = "dev"  # used when the corpus has it; otherwise a fraction of train
-    valid_fraction: float = 0.1
     max_train_utterances: int = 0  # 0: all; >0: a seeded random subset (quick runs)
     seed: int = 2023
 
@@ -86,6 +86,11 @@ class TextExtractConfig:
     splits: tuple[str, ...] = ()  # () = every split
     finetuned_dir: str = ""  # where the fine-tuned encoder goes; "" = <out without .safetensors>-encoder
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    # the validation split (multiemo.data.splits), as the training config's data block: the
+    # fine-tuning learns from its train dialogues only and selects its epoch on its validation ones
+    validation: Literal["auto", "dev", "fraction"] = "auto"
+    valid_fraction: float = 0.05
+    valid_seed: int = 2023
     device: str = "auto"  # runtime: auto, cpu, cuda, cuda:N
     num_threads: int = 0  # runtime: torch CPU threads (0: torch's default)
 
@@ -94,6 +99,8 @@ class TextExtractConfig:
             raise ValueError(f"past and future must be >= 0, got {self.past}, {self.future}")
         if self.max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
 
     @property
     def finetuned_path(self) -> Path:
@@ -179,12 +186,14 @@ class TextExtractor:
     def info(self) -> dict[str, Any]:
         assert self.model is not None, "setup() first"
         cfg = self.cfg
+        finetune = dict(self.finetune_info) if self.finetune_info else None
+        learned = finetune.pop("learned_from", None) if finetune else None
         return {"modality": "text", "model": cfg.model, "mode": cfg.mode, "pooling": cfg.pooling,
                 "context": {"past": cfg.past, "future": cfg.future,
                             "max_length": self.model.max_length, "speakers": cfg.speakers,
                             "speaker_names": dict(cfg.speaker_names)},
                 "encoder_path": str(self.encoder_path), "dim": self.model.dim,
-                "finetune": self.finetune_info}
+                "finetune": finetune, **({"learned_from": learned} if learned else {})}
 
     def order(self, utt: Utterance) -> float:
         """Sort key: input length (batches of similar lengths pad little)."""

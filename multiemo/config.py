@@ -132,9 +132,13 @@ MODALITIES = ("text", "audio", "visual")
 class DataConfig:
     """Where the corpus and feature stores are, and how validation is drawn.
 
-    Paths are relative to ``root`` unless absolute. ``validation="fraction"`` folds any dev split
-    into train and holds out ``valid_fraction`` of the training dialogues, drawn with
-    ``valid_seed`` (the official recipe: 5%); ``"dev"`` uses the corpus's own dev split.
+    Paths are relative to ``root`` unless absolute. The validation split is
+    :class:`multiemo.data.splits.ValidationRule` of ``validation``, ``valid_fraction`` and
+    ``valid_seed`` (the same three settings, with the same names, decide what a fine-tuned text
+    encoder or a fitted projection learns from): ``"fraction"`` folds any dev split into train
+    and holds out ``valid_fraction`` of the training dialogues, drawn with ``valid_seed`` (the
+    released recipe: 5%); ``"dev"`` uses the corpus's own dev split; ``"auto"`` is ``dev`` when
+    the corpus has one, else ``fraction``.
     """
 
     root: str = "data/meld"
@@ -142,7 +146,7 @@ class DataConfig:
     text: str = "features/text.safetensors"
     audio: str = "features/audio.safetensors"
     visual: str = "features/visual.safetensors"
-    validation: Literal["fraction", "dev"] = "fraction"
+    validation: Literal["auto", "dev", "fraction"] = "auto"
     valid_fraction: float = 0.05
     valid_seed: int = 2023
     missing: Literal["error", "absent"] = "error"  # an utterance with no row in a store
@@ -199,7 +203,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 15
+    epochs: int = 15  # the most epochs; with patience, training may stop sooner
     batch_size: int = 100  # dialogues per batch
     lr: float = 1e-4
     weight_decay: float = 1e-5
@@ -211,6 +215,10 @@ class TrainConfig:
     # (multiemo.data.datasets: weighted_f1 for MELD, IEMOCAP, EmoryNLP and own corpora, micro_f1
     # without "no emotion" for DailyDialog)
     select_metric: Literal["auto", "weighted_f1", "macro_f1", "micro_f1"] = "auto"
+    # early stopping: stop once select_metric has not improved (strictly, as in the epoch
+    # selection) for this many consecutive epochs; 0 = never stop early, run all epochs
+    patience: int = 0
+    min_epochs: int = 0  # a warm-up: never stop early before this many epochs
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -218,6 +226,12 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
+        for name in ("patience", "min_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
+        if self.min_epochs > self.epochs:
+            raise ValueError(f"train.min_epochs={self.min_epochs} is more than "
+                             f"train.epochs={self.epochs} (the most epochs a run trains)")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from multiemo.config import Config, resolve_device, set_num_threads, to_dict
 from multiemo.data.atomic import atomic_path, atomic_write_text
 from multiemo.data.corpus import Corpus
 from multiemo.data.datasets import excluded_class_index, primary_metric
-from multiemo.data.dataset import Batch, DataError, DialogueDataset, collate, open_stores, split_dialogues
+from multiemo.data.dataset import Batch, DataError, DialogueDataset, collate, open_stores
+from multiemo.data.splits import ValidationRule, check_learned_from
 from multiemo.errors import UserError
 from multiemo.losses import MultiEMOLoss, build_loss
 from multiemo.metrics import classification_scores
@@ -67,8 +68,10 @@ class Prepared:
         modalities = cfg.model.modalities
         self.stores = open_stores(root, {m: getattr(cfg.data, m) for m in modalities},
                                   {m: getattr(cfg.model, f"{m}_dim") for m in modalities})
-        self.dialogues = split_dialogues(self.corpus, cfg.data.validation, cfg.data.valid_fraction,
-                                         cfg.data.valid_seed)
+        rule = ValidationRule.of(cfg.data)
+        self.dialogues = rule.split(self.corpus)
+        for store in self.stores.values():
+            _check_upstream(store, rule, self.corpus, self.dialogues)
         self.num_speakers, self.missing = cfg.model.num_speakers, cfg.data.missing
         self.validation = cfg.data.validation
         self._datasets: dict[str, DialogueDataset] = {}
@@ -90,7 +93,8 @@ class Prepared:
         if used != total:  # split_dialogues refuses unknown splits, so this is a bug
             raise RuntimeError(f"{used} of the corpus's {total} dialogues are in a split")
         dev = len(self.corpus.split("dev"))
-        where = " (its dev split folded into train and valid)" if dev and self.validation == "fraction" else ""
+        folded = ValidationRule(self.validation).scheme(self.corpus) == "fraction"
+        where = " (its dev split folded into train and valid)" if dev and folded else ""
         return (f"corpus {self.corpus.name!r}: {total} dialogues = train {len(self.dialogues['train'])} + "
                 f"valid {len(self.dialogues['valid'])} + test {len(self.dialogues['test'])}{where}")
 
@@ -98,6 +102,20 @@ class Prepared:
         return {"num_dialogues": {s: len(d) for s, d in self.dialogues.items()},
                 "num_utterances": {s: sum(len(d.utterances) for d in ds)
                                    for s, ds in self.dialogues.items()}}
+
+
+def _check_upstream(store, rule: ValidationRule, corpus: Corpus, splits: dict) -> None:
+    """Refuse a store whose fine-tuned encoder or fitted projection learned from validation or
+    test dialogues (:func:`multiemo.data.splits.check_learned_from`); warn about a store that
+    learned but does not say from what (made before stores recorded it, or imported)."""
+    record = store.info.get("learned_from")
+    if record:
+        check_learned_from(str(store.path), record, rule, corpus, splits)
+    elif store.info.get("finetune") or store.info.get("projection"):
+        what = "fine-tuned encoder" if store.info.get("finetune") else "projection"
+        log.warning("%s does not record which dialogues its %s learned from: if it saw this run's "
+                    "validation dialogues, validation scores are optimistic (extract it again to "
+                    "have it recorded and checked)", store.path, what)
 
 
 def _data_key(cfg: Config) -> str:
@@ -248,11 +266,25 @@ class FitResult:
     metric: str
     history: list[dict]
     best_state: dict | None = None  # the best weights, when fit kept them in memory
+    stopped_epoch: int = 0  # the last epoch trained (the run's, resumed epochs included)
+    stop_reason: str = "max_epochs"  # "patience" (train.patience) or "max_epochs" (train.epochs)
+
+
+def _patience_spent(train_cfg, epoch: int, best_epoch: int) -> bool:
+    """The early stop rule after ``epoch``: ``train.patience`` epochs without a new best, no
+    sooner than ``train.min_epochs``, and only before ``train.epochs`` (which stops anyway)."""
+    return (train_cfg.patience > 0 and train_cfg.min_epochs <= epoch < train_cfg.epochs
+            and epoch - best_epoch >= train_cfg.patience)
 
 
 def fit(t: Training, run: RunDir, resume: bool = False,
         on_epoch: Callable[[dict], None] | None = None, checkpoints: bool = True) -> FitResult:
     """Train ``t`` for ``train.epochs`` into ``run``; select on validation; never touch test.
+
+    With ``train.patience`` > 0, training stops once the validation selection metric has not
+    improved for that many epochs (not before ``train.min_epochs``); ``run.json`` records why
+    and when under ``stopped``. A resumed run whose restored state already meets the rule
+    trains no further epoch, so it stops where an uninterrupted run does.
 
     With ``checkpoints=False`` (sweep trials, which are re-run from the start if they die) no
     checkpoint is written: the best weights are kept in memory and returned.
@@ -283,7 +315,11 @@ def fit(t: Training, run: RunDir, resume: bool = False,
     run.update_info(status="running", best_epoch=best["epoch"], select_metric=metric)
     log.info("%s; test is read only after the last epoch", t.data.accounting())
     valid_loader = loader(valid_set, cfg.train.batch_size)
+    last_epoch = start_epoch - 1
+    stopping = last_epoch > 0 and _patience_spent(cfg.train, last_epoch, best["epoch"])
     for epoch in range(start_epoch, cfg.train.epochs + 1):
+        if stopping:
+            break
         started = time.perf_counter()
         train_loader = loader(train_set, cfg.train.batch_size, shuffle_seed=seed * 100_003 + epoch)
         train_metrics = run_epoch(t.model, t.criterion, train_loader, t.device, t.amp, t.optimizer, t.exclude)
@@ -318,8 +354,19 @@ def fit(t: Training, run: RunDir, resume: bool = False,
                  100 * valid_metrics["accuracy"], "  *best*" if improved else "", record["time_s"])
         if on_epoch is not None:
             on_epoch(record)
-    run.update_info(best_epoch=best["epoch"], **{f"valid_{metric}": best["score"]})
-    return FitResult(best["epoch"], best["score"], metric, history, best_state)
+        last_epoch = epoch
+        stopping = _patience_spent(cfg.train, epoch, best["epoch"])
+    reason = "patience" if stopping else "max_epochs"
+    if stopping:
+        log.info("stopping after epoch %d: validation %s has not improved for %d epochs (best %.2f "
+                 "at epoch %d)", last_epoch, metric, last_epoch - best["epoch"], 100 * best["score"],
+                 best["epoch"])
+    run.update_info(best_epoch=best["epoch"], **{f"valid_{metric}": best["score"]},
+                    stopped={"reason": reason, "epoch": last_epoch, "best_epoch": best["epoch"],
+                             "patience": cfg.train.patience, "min_epochs": cfg.train.min_epochs,
+                             "max_epochs": cfg.train.epochs})
+    return FitResult(best["epoch"], best["score"], metric, history, best_state,
+                     stopped_epoch=last_epoch, stop_reason=reason)
 
 
 # -- test ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 
 from multiemo.config import Config, ModelConfig, build, read_yaml, to_dict
 from multiemo.data.corpus import Corpus
+from multiemo.data.splits import ValidationRule
 from multiemo.data.store import FeatureStore, StoreError
 from multiemo.errors import UserError
 from multiemo.recognizer import (CONFIG_NAME, MODEL_FORMAT, MODEL_VERSION, WEIGHTS_NAME,
@@ -175,7 +176,8 @@ def _model_card(cfg: Config, run: RunDir, info: dict[str, Any], corpus: Corpus,
         f"{sizes.get('valid', '?')}, test {dialogues.get('test', '?')} / {sizes.get('test', '?')}.",
         f"- Validation: `data.validation={cfg.data.validation}`"
         + (f" ({cfg.data.valid_fraction:.0%} of the training dialogues, drawn with seed "
-           f"{cfg.data.valid_seed})" if cfg.data.validation == "fraction" else " (the corpus's dev split)")
+           f"{cfg.data.valid_seed})" if ValidationRule.of(cfg.data).scheme(corpus) == "fraction"
+           else " (the corpus's dev split)")
         + ".",
         "",
         "## Selection and result",

@@ -344,7 +344,7 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
         """The extractor of :mod:`feature_extraction` that made ``modality``'s training
         features, built from the recorded settings, and its sort key (or None)."""
         spec = self.features[modality]
-        settings = spec.resolved(self.folder)
+        settings = _without_legacy(spec.resolved(self.folder))
         source = f"{self.folder / CONFIG_NAME} (features.{modality}.settings)"
         try:
             if modality == "text":
@@ -494,3 +494,16 @@ def _state_mismatch(err: RuntimeError) -> str:
     lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
     return "; ".join(lines)[:300] or "see the model config"
 
+
+#: settings that model folders of earlier versions recorded and that predict never uses (they
+#: said which split a fine-tuning or a projection learned from; predict only applies them)
+_LEGACY_SETTINGS = {"finetune": ("valid_split", "valid_fraction"), "projection": ("fit_split",)}
+
+
+def _without_legacy(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` without :data:`_LEGACY_SETTINGS`, so that old model folders still load."""
+    out = dict(settings)
+    for block, keys in _LEGACY_SETTINGS.items():
+        if isinstance(out.get(block), dict):
+            out[block] = {k: v for k, v in out[block].items() if k not in keys}
+    return out

@@ -2,7 +2,8 @@
 
 The loop (:func:`train`) is kept in plain sight: every epoch trains, scores the validation
 split, writes a metrics line and an atomic ``last.pt``, and replaces ``best.pt`` when the
-validation weighted-F1 improves. The test split is scored once, after the last epoch, with the
+validation weighted-F1 improves; with ``train.patience`` it stops once validation has not
+improved for that many epochs. The test split is scored once, after the last epoch, with the
 best checkpoint. ``--resume RUN_DIR`` continues from ``last.pt`` to the same result an
 uninterrupted run gives (the shuffling of each epoch is seeded from the seed and the epoch, and
 the RNG state travels in the checkpoint).
@@ -75,8 +76,13 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, echo: bool = T
             raise
         report = test(t, run)
         tracker.finish(report, run.path)
-    log.info("best epoch %d (validation %s %.2f); test weighted-F1 %.2f\n%s", result.best_epoch,
-             result.metric, 100 * result.best_score, report["scores"]["weighted_f1"],
+    if result.stop_reason == "patience":
+        stopped = (f"stopped at epoch {result.stopped_epoch} of at most {cfg.train.epochs} (no "
+                   f"validation improvement for {result.stopped_epoch - result.best_epoch} epochs)")
+    else:
+        stopped = f"stopped at epoch {result.stopped_epoch} (train.epochs={cfg.train.epochs})"
+    log.info("best epoch %d (validation %s %.2f); %s; test weighted-F1 %.2f\n%s", result.best_epoch,
+             result.metric, 100 * result.best_score, stopped, report["scores"]["weighted_f1"],
              (run.path / "report.md").read_text())
     return report
 

@@ -155,6 +155,7 @@ def job_corpus(root) -> Corpus:
         dialogue("d1", "train", [("a", "utt3.wav"), ("b", "clip.mp4"), ("c", "silent.wav")]),
         dialogue("d2", "test", [("a", "utt4.wav"), ("b", "truncated.mp4"), ("c", "nowhere.mp4"),
                                 ("d", "utt5.wav"), ("e", "cut.mp4"), ("f", "nan.wav")]),
+        dialogue("d3", "dev", [("a", "utt0.wav")]),  # validates: a projection never learns from it
     ))
 
 
@@ -192,7 +193,11 @@ def test_cli_job_records_failures_resumes_and_projects_on_train_only(media, tmp_
     assert "does not exist" in store.info["failed"]["d2_c"]
     assert "silent" in store.info["absent"]["d1_c"]
     projection = store.info["projection"]
-    assert projection["fit_split"] == "train" and projection["fit_rows"] == 5
+    assert projection["fit_rows"] == 5 and projection["fit_dialogues"] == "validation=dev train"
+    # fitted on the train dialogues only, and the store says so (training checks it)
+    corpus = job_corpus(media)
+    assert store.info["learned_from"]["dialogues"] == sorted(d.id for d in corpus.split("train"))
+    assert store.info["learned_from"]["what"] == "PCA projection"
     # the saved projection reproduces the store from the raw vectors
     params, meta = load_projection(tmp_path / "features" / "audio.projection.safetensors")
     assert meta["dim"] == 3

@@ -15,7 +15,9 @@ from feature_extraction._text_inputs import SpecialLayout, build_inputs, pool
 from feature_extraction.runner import work_dir
 from feature_extraction.text import TextExtractConfig, TextExtractor, extract_text, main
 from multiemo.config import build, load
+from multiemo.cli import main as cli_main
 from multiemo.data.corpus import Corpus, Dialogue, Utterance
+from multiemo.data.dataset import split_dialogues
 from multiemo.data.store import FeatureStore
 
 WORDS = ("yes no maybe fine great terrible why what oh wow hey stop ok sure never again "
@@ -186,13 +188,20 @@ def test_finetune_then_extract_via_cli(tmp_path, bert_dir, capsys):
     assert main(["--config", str(cfg_path), "--no-progress", "pooling=mean"]) == 0
     encoder_dir = tmp_path / "features/text-encoder"
     done = json.loads((encoder_dir / "finetune.json").read_text())
-    assert len(done["history"]) == 2 and done["valid"] == "split dev"
+    assert len(done["history"]) == 2 and done["valid"] == "3 dialogues (validation=dev)"
+    # it learned from the train dialogues only, and says which
+    corpus = toy_corpus()
+    train_ids = sorted(d.id for d in corpus.split("train"))
+    assert done["learned_from"]["dialogues"] == train_ids and done["train_utterances"] == sum(
+        len(d.utterances) for d in corpus.split("train"))
     assert done["best_epoch"] in (1, 2) and len(done["class_weights"]) == 3
     assert done["best_valid_weighted_f1"] == max(h["valid_weighted_f1"] for h in done["history"])
     assert (encoder_dir / "encoder" / "head.pt").exists()
     store = FeatureStore(tmp_path / "features/text.safetensors")
     assert store.info["mode"] == "finetune" and store.info["finetune"]["best_epoch"] == done["best_epoch"]
     assert store.info["encoder_path"] == str(encoder_dir / "encoder")
+    assert store.info["learned_from"] == {"what": "fine-tuned encoder", "rule": {"validation": "dev"},
+                                          "num_dialogues": 8, "dialogues": train_ids}
     assert len(store) == sum(1 for _ in toy_corpus().utterances())
     # the encoder really changed
     from transformers import AutoModel
@@ -215,11 +224,41 @@ def test_no_dev_split_holds_out_train_dialogues(tmp_path, bert_dir):
     corpus = toy_corpus()
     no_dev = Corpus("toy", corpus.labels, tuple(d for d in corpus.dialogues if d.split != "dev"))
     cfg = config(tmp_path, bert_dir, mode="finetune", **{"finetune.epochs": 1,
-                                                         "finetune.valid_fraction": 0.25})
+                                                         "valid_fraction": 0.25})
     summary = extract_text(cfg, no_dev, progress=False)
     done = json.loads((cfg.finetuned_path / "finetune.json").read_text())
-    assert done["valid"].startswith("2 held-out train dialogues")
+    assert done["valid"] == "2 dialogues (validation=fraction, valid_fraction=0.25, valid_seed=2023)"
+    # the held-out dialogues are the ones a training run with the same settings validates on
+    held = {d.id for d in split_dialogues(no_dev, "fraction", 0.25, 2023)["valid"]}
+    learned = set(done["learned_from"]["dialogues"])
+    assert len(held) == 2 and not held & learned and len(learned) == 6
     assert summary.merged is not None
+
+
+def test_training_refuses_a_store_whose_encoder_learned_from_its_validation(tmp_path, bert_dir,
+                                                                              capsys):
+    """The fine-tuned encoder learned from train (validation=dev); a run validating on a
+    fraction of train + dev would validate on dialogues the features were trained on."""
+    toy_corpus().save(tmp_path / "corpus.json")
+    cfg = config(tmp_path, bert_dir, mode="finetune", **{"finetune.epochs": 1, "validation": "dev"})
+    extract_text(cfg, Corpus.load(tmp_path / "corpus.json"), progress=False)
+    train = ["train", "--config", "configs/meld.yaml", f"data.root={tmp_path}",
+             "model.modalities=text", "model.text_dim=32", "model.num_classes=3",
+             "model.num_speakers=3", "model.model_dim=16", "model.hidden_dim=32",
+             "model.mlp_hidden=32", "train.epochs=1", "train.batch_size=4"]
+    capsys.readouterr()
+    code = cli_main([*train, "--run-dir", str(tmp_path / "leaky"), "data.validation=fraction",
+                     "data.valid_fraction=0.5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Traceback" not in err[0]
+    held = {d.id for d in split_dialogues(toy_corpus(), "fraction", 0.5, 2023)["valid"]}
+    overlap = len(held & {d.id for d in toy_corpus().split("train")})
+    assert f"its fine-tuned encoder learned from {overlap} of this run's {len(held)} validation " \
+           f"dialogues" in err[0] and "train with data.validation=dev" in err[0]
+    assert not (tmp_path / "leaky" / "checkpoints").exists()
+    # the same store with the validation it was made for trains
+    assert cli_main([*train, "--run-dir", str(tmp_path / "clean"), "data.validation=dev"]) == 0
+    assert json.loads((tmp_path / "clean" / "run.json").read_text())["status"] == "finished"
 
 
 def test_interrupted_extraction_resumes_to_the_same_store(tmp_path, bert_dir):

@@ -265,9 +265,12 @@ def test_unknown_split_names_are_an_error_and_every_dialogue_is_logged(root, tmp
     assert run(root, tmp_path / "u", "train.epochs=1", f"data.corpus={tmp_path / 'corpus.json'}") == 2
     err = capsys.readouterr().err
     assert "split(s) {'validation': 4}" in err and "dropped" in err
-    assert run(root, tmp_path / "ok", "train.epochs=1") == 0
+    assert run(root, tmp_path / "ok", "train.epochs=1", "data.validation=fraction") == 0
     assert "44 dialogues = train 32 + valid 2 + test 10 (its dev split folded" in \
         (tmp_path / "ok" / "train.log").read_text()
+    assert run(root, tmp_path / "dev", "train.epochs=1") == 0  # configs/meld.yaml: the dev split
+    assert "44 dialogues = train 30 + valid 4 + test 10; test" in \
+        (tmp_path / "dev" / "train.log").read_text()
 
 
 def test_report_refuses_partial_or_undecodable_predictions(root, tmp_path, capsys):
@@ -321,3 +324,143 @@ def test_an_output_folder_that_cannot_be_written_is_named(root, tmp_path, capsys
                 f"data.root={root}"]) == 2
     assert "cannot be opened" in capsys.readouterr().err
     assert blocker.read_text() == "not a folder"
+
+
+# -- early stopping (train.patience, train.min_epochs) --------------------------------------------
+
+# a higher learning rate: validation (two dialogues) peaks within a few epochs and then stalls
+EARLY = ["train.lr=0.01", "train.epochs=12", "runtime.num_threads=1"]
+
+
+def strip_time(ms):
+    return [{k: v for k, v in m.items() if k != "time_s"} for m in ms]
+
+
+def first_best_epoch(ms):
+    return max(ms, key=lambda m: m["valid"]["weighted_f1"])["epoch"]  # first maximum wins
+
+
+def expected_stop(ms, patience, min_epochs=0):
+    """(stop epoch, best epoch then) by the rule, read off a run that trained every epoch."""
+    best, score = 0, -1.0
+    for m in ms:
+        if m["valid"]["weighted_f1"] > score:
+            best, score = m["epoch"], m["valid"]["weighted_f1"]
+        if m["epoch"] >= min_epochs and m["epoch"] - best >= patience:
+            return m["epoch"], best
+    return ms[-1]["epoch"], best
+
+
+@pytest.fixture(scope="module")
+def no_stop(root, tmp_path_factory):
+    """All 12 epochs without early stopping: the trajectory every early stop must cut."""
+    r = tmp_path_factory.mktemp("early") / "all"
+    assert run(root, r, *EARLY) == 0
+    return r
+
+
+def test_patience_zero_runs_every_epoch(no_stop):
+    ms = read_metrics(no_stop)
+    assert [m["epoch"] for m in ms] == list(range(1, 13))
+    stopped = json.loads((no_stop / "run.json").read_text())["stopped"]
+    assert stopped == {"reason": "max_epochs", "epoch": 12, "best_epoch": first_best_epoch(ms),
+                       "patience": 0, "min_epochs": 0, "max_epochs": 12}
+    assert "stopping after" not in (no_stop / "train.log").read_text()
+
+
+def test_patience_stops_where_validation_stopped_improving(root, no_stop, tmp_path, capsys):
+    full = read_metrics(no_stop)
+    stop, best = expected_stop(full, 3)
+    assert stop == best + 3 < 12  # the data stall early, or this test would mean nothing
+    r = tmp_path / "p"
+    assert run(root, r, *EARLY, "train.patience=3") == 0
+    ms = read_metrics(r)
+    assert len(ms) == best + 3  # stopped 3 epochs after the best, not at train.epochs=12
+    assert strip_time(ms) == strip_time(full[:best + 3])  # the same epochs the full run trained
+    info = json.loads((r / "run.json").read_text())
+    assert info["stopped"] == {"reason": "patience", "epoch": best + 3, "best_epoch": best,
+                               "patience": 3, "min_epochs": 0, "max_epochs": 12}
+    assert info["best_epoch"] == best and info["scored_from"]["epoch"] == best
+    assert json.loads((r / "report.json").read_text())["extra"]["best_epoch"] == best
+    log_text = (r / "train.log").read_text()
+    assert (f"stopping after epoch {best + 3}: validation weighted_f1 has not improved for 3 epochs "
+            f"(best {100 * full[best - 1]['valid']['weighted_f1']:.2f} at epoch {best})") in log_text
+    assert (f"stopped at epoch {best + 3} of at most 12 (no validation improvement for 3 epochs)"
+            in capsys.readouterr().out)
+
+
+def test_min_epochs_delays_the_stop(root, no_stop, tmp_path):
+    full = read_metrics(no_stop)
+    assert expected_stop(full, 2)[0] < 10  # patience alone would stop before min_epochs
+    stop, best = expected_stop(full, 2, min_epochs=10)
+    assert stop == 10
+    r = tmp_path / "m"
+    assert run(root, r, *EARLY, "train.patience=2", "train.min_epochs=10") == 0
+    assert [m["epoch"] for m in read_metrics(r)] == list(range(1, 11))
+    assert json.loads((r / "run.json").read_text())["stopped"] == {
+        "reason": "patience", "epoch": 10, "best_epoch": best, "patience": 2, "min_epochs": 10,
+        "max_epochs": 12}
+
+
+def test_resume_stops_at_the_same_epoch_as_an_uninterrupted_run(root, tmp_path, monkeypatch):
+    from multiemo import train as train_cli
+
+    assert run(root, tmp_path / "a", *EARLY, "train.patience=3") == 0
+    whole = read_metrics(tmp_path / "a")
+    stopped = json.loads((tmp_path / "a" / "run.json").read_text())["stopped"]
+    assert stopped["reason"] == "patience"
+
+    # killed in the train pass of epoch 3, then resumed
+    real_run_epoch = train_module.run_epoch
+    calls = {"n": 0}
+
+    def dying_run_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # each epoch: train, valid
+            raise KeyboardInterrupt
+        return real_run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "run_epoch", dying_run_epoch)
+    assert run(root, tmp_path / "b", *EARLY, "train.patience=3") == 130
+    monkeypatch.setattr(train_module, "run_epoch", real_run_epoch)
+    assert [m["epoch"] for m in read_metrics(tmp_path / "b")] == [1, 2]
+    assert cli(["train", "--resume", str(tmp_path / "b")]) == 0
+    assert strip_time(read_metrics(tmp_path / "b")) == strip_time(whole)
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["stopped"] == stopped
+    assert (tmp_path / "b" / "predictions_test.csv").read_text() == \
+        (tmp_path / "a" / "predictions_test.csv").read_text()
+
+    # killed once the stop epoch is checkpointed, before the stop is recorded: resume trains no
+    # more epochs (nor does resuming the finished run)
+    def dying_log_epoch(self, record):
+        if record["epoch"] == stopped["epoch"]:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cli.Tracker, "log_epoch", dying_log_epoch)
+    assert run(root, tmp_path / "c", *EARLY, "train.patience=3") == 130
+    monkeypatch.undo()
+    assert "stopped" not in json.loads((tmp_path / "c" / "run.json").read_text())
+
+    def no_epoch(*args, **kwargs):
+        raise AssertionError("an epoch was trained after the stop")
+
+    monkeypatch.setattr(train_module, "run_epoch", no_epoch)
+    for _ in range(2):
+        assert cli(["train", "--resume", str(tmp_path / "c")]) == 0
+        assert strip_time(read_metrics(tmp_path / "c")) == strip_time(whole)
+        info = json.loads((tmp_path / "c" / "run.json").read_text())
+        assert info["stopped"] == stopped and info["status"] == "finished"
+    assert (tmp_path / "c" / "predictions_test.csv").read_text() == \
+        (tmp_path / "a" / "predictions_test.csv").read_text()
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["train.patience=-1"], "train.patience must be 0 or more, got -1"),
+    (["train.min_epochs=-3"], "train.min_epochs must be 0 or more, got -3"),
+    (["train.min_epochs=500", "train.epochs=10"], "train.min_epochs=500 is more than train.epochs=10"),
+])
+def test_bad_early_stopping_values_are_one_line(root, tmp_path, capsys, overrides, message):
+    assert run(root, tmp_path / "x", *overrides) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()

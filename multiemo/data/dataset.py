@@ -10,7 +10,6 @@ dialogue or the utterance ids. A vector the store marks absent is a zero vector 
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -21,14 +20,10 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from multiemo.data.corpus import Corpus, CorpusError, Dialogue
+from multiemo.data.splits import DataError, ValidationRule
 from multiemo.data.store import FeatureStore, StoreError
-from multiemo.errors import UserError
 
 __all__ = ["DialogueDataset", "Batch", "collate", "split_dialogues", "open_stores", "DataError"]
-
-
-class DataError(UserError):
-    """Corpus and stores that cannot be joined as the config asks."""
 
 
 @dataclass
@@ -52,43 +47,14 @@ class Batch:
 
 def split_dialogues(corpus: Corpus, validation: str = "fraction", valid_fraction: float = 0.05,
                     valid_seed: int = 2023) -> dict[str, list[Dialogue]]:
-    """Train, valid and test dialogues.
-
-    ``"fraction"`` (the official recipe) folds any dev split into train and holds out
-    ``round(valid_fraction · n)`` of those dialogues (at least one), drawn with ``valid_seed``;
-    ``"dev"`` keeps the corpus's own dev split as validation.
+    """Train, valid and test dialogues by :class:`multiemo.data.splits.ValidationRule` (the one
+    rule that fine-tuning and fitted projections use too).
 
     Raises:
         DataError: an empty split, ``"dev"`` on a corpus without one, or a split name other
             than train, dev and test (its dialogues would be dropped).
     """
-    unknown = sorted(set(corpus.splits) - {"train", "dev", "test"})
-    if unknown:
-        counts = {name: len(corpus.split(name)) for name in unknown}
-        raise DataError(f"corpus {corpus.name!r} has dialogues in split(s) {counts} that training "
-                        f"does not know (train, dev, test): rename them in the corpus file, e.g. "
-                        f"validation → dev; no dialogue is dropped without a word")
-    train, dev, test = corpus.split("train"), corpus.split("dev"), corpus.split("test")
-    if validation == "dev":
-        if not dev:
-            raise DataError(f"data.validation=dev but corpus {corpus.name!r} has no dev split "
-                            f"(its splits: {corpus.splits}); use data.validation=fraction")
-        splits = {"train": train, "valid": dev, "test": test}
-    elif validation == "fraction":
-        pool = train + dev
-        n_valid = max(1, round(valid_fraction * len(pool)))
-        if n_valid >= len(pool):
-            raise DataError(f"corpus {corpus.name!r} has {len(pool)} training dialogue(s): too few "
-                            f"to hold out {n_valid} for validation")
-        held = set(random.Random(valid_seed).sample(range(len(pool)), n_valid))
-        splits = {"train": [d for i, d in enumerate(pool) if i not in held],
-                  "valid": [d for i, d in enumerate(pool) if i in held], "test": test}
-    else:
-        raise DataError(f"unknown validation scheme {validation!r} (fraction or dev)")
-    for name, dialogues in splits.items():
-        if not dialogues:
-            raise DataError(f"the {name} split of corpus {corpus.name!r} is empty")
-    return splits
+    return ValidationRule(validation, valid_fraction, valid_seed).split(corpus)
 
 
 def open_stores(root: str | Path, paths: dict[str, str], dims: dict[str, int]) -> dict[str, FeatureStore]:
