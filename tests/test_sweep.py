@@ -374,3 +374,60 @@ def test_keep_checkpoints_keeps_them_and_still_scores_validation(root, tmp_path)
     trial = tmp_path / "s" / "trials" / "0000"
     assert (trial / "checkpoints" / "best.pt").is_file() and (trial / "checkpoints" / "last.pt").is_file()
     assert (trial / "predictions_valid.csv").is_file()
+
+
+# -- a store whose upstream learner saw validation or test dialogues ------------------------------
+
+def learned_store(root, path, dialogue_ids):
+    """A copy of the text store whose metadata says a fine-tuned encoder learned from
+    ``dialogue_ids`` (as multiemo.data.splits.learned_record writes it)."""
+    store = FeatureStore(root / "features" / "text.safetensors")
+    vectors, present = store.get(store.ids)
+    ids = sorted(dialogue_ids)
+    info = {**store.info, "finetune": {"best_epoch": 1},
+            "learned_from": {"what": "fine-tuned encoder", "rule": {"validation": "dev"},
+                             "num_dialogues": len(ids), "dialogues": ids}}
+    write_store(path, store.ids, vectors, present, info=info)
+    assert FeatureStore(path).info["learned_from"]["dialogues"] == ids
+    return path
+
+
+def corpus_ids(root, split):
+    from multiemo.data.corpus import Corpus
+    return [d.id for d in Corpus.load(root / "corpus.json").split(split)]
+
+
+@pytest.mark.parametrize("split,word", [("dev", "validation"), ("test", "test")])
+def test_a_store_that_learned_from_validation_or_test_is_refused_before_any_trial(
+        root, tmp_path, capsys, split, word):
+    held = corpus_ids(root, split)
+    assert len(held) >= 4
+    leaked = held[:2] + corpus_ids(root, "train")[:3]  # 2 of the held-out dialogues
+    text = learned_store(root, tmp_path / "leaky_text.safetensors", leaked)
+    spec = sweep_file(tmp_path, root, trials=2,
+                      overrides={"data.root": str(root), **SMALL, "train.epochs": 1,
+                                 "data.validation": "dev", "data.text": str(text)})
+    study_dir = tmp_path / "s"
+    capsys.readouterr()
+    assert cli(["sweep", "--config", str(spec), "--study-dir", str(study_dir), "--no-final"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert str(text) in err[0]
+    assert f"learned from 2 of this run's {len(held)} {word} dialogues" in err[0], err[0]
+    # refused before any trial: none in the study, no trial folder with a run.json
+    assert load_study(study_dir).get_trials() == []
+    assert not list(study_dir.glob("trials/*/run.json"))
+
+
+def test_a_store_that_learned_from_train_only_is_swept(root, tmp_path, capsys):
+    text = learned_store(root, tmp_path / "clean_text.safetensors", corpus_ids(root, "train"))
+    spec = sweep_file(tmp_path, root, trials=1,
+                      overrides={"data.root": str(root), **SMALL, "train.epochs": 1,
+                                 "data.validation": "dev", "data.text": str(text)})
+    study_dir = tmp_path / "s"
+    assert cli(["sweep", "--config", str(spec), "--study-dir", str(study_dir), "--no-final"]) == 0
+    assert "learned from" not in capsys.readouterr().err
+    trials = load_study(study_dir).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"]
+    info = json.loads((study_dir / "trials" / "0000" / "run.json").read_text())
+    assert info["status"] == "validated"

@@ -77,7 +77,7 @@ def test_dailydialog_pipeline_selects_on_micro_f1_without_no_emotion(tmp_path, b
 
 def test_own_conversation_file_pipeline(tmp_path, bert_dir, capsys):
     run = pipeline(tmp_path, bert_dir, "conversations", write_conversations_csv(tmp_path / "mine.csv"),
-                   "configs/emorynlp.yaml",
+                   "configs/conversations.yaml",
                    extra=["dataset=mine", "model.num_classes=3", "model.num_speakers=3"],
                    build_extra=["--labels", "neutral,joy,anger"])
     corpus = json.loads((tmp_path / "data" / "corpus.json").read_text())
