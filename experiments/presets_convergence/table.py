@@ -16,7 +16,7 @@ def seeds(folder: Path) -> list[dict]:
     for seed in sorted(folder.glob("seed-*")):
         info = json.loads((seed / "run.json").read_text())
         report = json.loads((seed / "report.json").read_text())
-        runs.append({"test": 100 * report["scores"]["weighted_f1"], "stopped": info["stopped"]["epoch"],
+        runs.append({"test": report["scores"]["weighted_f1"], "stopped": info["stopped"]["epoch"],
                      "best": info["best_epoch"], "valid": 100 * info["valid_weighted_f1"]})
     return runs
 
@@ -28,8 +28,8 @@ def mean_std(values: list[float]) -> str:
 
 def main(root: Path) -> None:
     print("| train dialogues | preset | test w-F1, preset | test w-F1, 4x longer | difference | "
-          "stopped at (preset; 4x) | within 1 point |")
-    print("| --- | --- | ---: | ---: | ---: | --- | --- |")
+          "best epoch (preset; 4x) | stopped at (preset; 4x) | within 1 point |")
+    print("| --- | --- | ---: | ---: | ---: | --- | --- | --- |")
     sizes = {"emorynlp": "659 (EmoryNLP's)", "iemocap": "120 (IEMOCAP's)"}
     for subset in ("emorynlp", "iemocap"):
         for preset_dir in sorted((root / subset).iterdir()):
@@ -41,8 +41,10 @@ def main(root: Path) -> None:
             a, b = statistics.mean(r["test"] for r in x1), statistics.mean(r["test"] for r in x4)
             stops = (", ".join(str(r["stopped"]) for r in x1) + "; "
                      + ", ".join(str(r["stopped"]) for r in x4))
+            bests = (", ".join(str(r["best"]) for r in x1) + "; "
+                     + ", ".join(str(r["best"]) for r in x4))
             print(f"| {sizes[subset]} | {preset_dir.name} | {mean_std([r['test'] for r in x1])} | "
-                  f"{mean_std([r['test'] for r in x4])} | {a - b:+.2f} | {stops} | "
+                  f"{mean_std([r['test'] for r in x4])} | {a - b:+.2f} | {bests} | {stops} | "
                   f"{'yes' if b - a <= 1.0 else 'NO'} |")
 
 
