@@ -1,4 +1,6 @@
-"""Atomic file writes: a reader (or a rerun after a kill) never sees a half-written file.
+"""Atomic file writes: a reader (or a rerun after a kill) never sees a half-written file, and
+the file gets the permissions a plain ``open()`` would give it (``0666`` less the umask: 0644
+under the common 022), so a group can read what a job wrote.
 
 >>> import tempfile, os
 >>> target = os.path.join(tempfile.mkdtemp(), "a.txt")
@@ -16,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_text", "process_umask"]
 
 
 @contextlib.contextmanager
@@ -28,10 +30,25 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp makes 0600: give the file what open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def process_umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` where Linux reports it (setting it
+    to read it back is not thread-safe), else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
