@@ -36,6 +36,7 @@ from multiemo.config import Config
 from multiemo.engine import DataCache, fit, load_checkpoint, score_validation
 from multiemo.run import RunDir, lock_held
 from multiemo.sweep.spec import Param, SweepError, SweepSpec, _yaml_value
+from multiemo.sweep.urls import masked_url, scrub, unencoded_userinfo
 
 __all__ = ["open_storage", "open_study", "Worker", "progress", "trial_overrides", "trial_dir"]
 
@@ -48,10 +49,6 @@ def _say(text: str) -> None:
 
 
 # -- storage and study --------------------------------------------------------------------------
-
-def _masked(url: str) -> str:
-    return url.split("://", 1)[0] + "://" + url.split("@", 1)[1] if "@" in url else url
-
 
 def open_storage(study_dir: Path, url: str | None, heartbeat_seconds: int):
     """The study's storage: a journal file in ``study_dir`` or an RDB URL (checked now)."""
@@ -68,6 +65,14 @@ def open_storage(study_dir: Path, url: str | None, heartbeat_seconds: int):
     import sqlalchemy
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     try:
+        if unencoded_userinfo(url):
+            raise ValueError("raw @ or % in the user info")
+        sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise SweepError(f"storage URL {masked_url(url)} cannot be parsed: percent-encode special "
+                         f"characters of the user name and password (@ as %40, : as %3A, / as %2F, "
+                         f"% as %25)") from None
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds,
@@ -75,7 +80,7 @@ def open_storage(study_dir: Path, url: str | None, heartbeat_seconds: int):
                               engine_kwargs={"pool_pre_ping": True})
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SweepError(f"storage {_masked(url)} cannot be reached: {first}") from None
+        raise SweepError(f"storage {masked_url(url)} cannot be reached: {scrub(first, url)}") from None
 
 
 def open_study(spec: SweepSpec, name: str, storage, identity: dict, worker_index: int = 0) -> optuna.Study:
