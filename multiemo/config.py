@@ -123,6 +123,25 @@ def dump_yaml(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
+SEED_MAX = 2**32 - 1  # torch and numpy take seeds in [0, 2**32 - 1]
+
+
+def _at_least(block: Any, prefix: str, names: tuple[str, ...], low: int) -> None:
+    """Each field of ``names`` is at least ``low`` (a ValueError naming the key otherwise)."""
+    for name in names:
+        value = getattr(block, name)
+        if not value >= low:  # `not >=`: a NaN fails too
+            what = "at least 1" if low == 1 else f"at least {low}" if low else "0 or more"
+            raise ValueError(f"{prefix}.{name} must be {what}, got {value}")
+
+
+def _positive(block: Any, prefix: str, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(block, name)
+        if not value > 0:
+            raise ValueError(f"{prefix}.{name} must be positive, got {value}")
+
+
 # -- the training configuration (defaults: the official MELD recipe, PAPER.md §4) ------------
 
 MODALITIES = ("text", "audio", "visual")
@@ -154,6 +173,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.valid_fraction < 1.0:
             raise ValueError(f"data.valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        _at_least(self, "data", ("valid_seed",), 0)
 
 
 @dataclass(frozen=True)
@@ -182,6 +202,13 @@ class ModelConfig:
                 not set(self.modalities) <= set(MODALITIES):
             raise ValueError(f"model.modalities must be a non-empty subset of {list(MODALITIES)} "
                              f"without repeats, got {list(self.modalities)}")
+        _at_least(self, "model", ("text_dim", "audio_dim", "visual_dim", "model_dim", "num_heads",
+                                  "hidden_dim", "num_layers", "mlp_hidden", "num_speakers"), 1)
+        _at_least(self, "model", ("num_classes",), 2)
+        for name in ("dropout", "dropout_rec"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"model.{name} must be in [0, 1), got {value}")
         if self.model_dim % self.num_heads:
             raise ValueError(f"model.model_dim={self.model_dim} is not divisible by "
                              f"model.num_heads={self.num_heads}")
@@ -199,6 +226,14 @@ class LossConfig:
     alpha: float = 1.2  # SWFC sample-weight parameter α
     hgr_variant: Literal["official", "paper"] = "official"
     ce_class_weight_power: float = 0.0  # 0: plain CE; p > 0: class weights ∝ (N/n_c)^p
+
+    def __post_init__(self) -> None:
+        _at_least(self, "loss", ("ce_weight", "swfc_weight", "hgr_weight"), 0)
+        if not self.ce_weight + self.swfc_weight + self.hgr_weight > 0:
+            raise ValueError("loss.ce_weight, loss.swfc_weight and loss.hgr_weight are all 0: "
+                             "at least one must be positive")
+        _positive(self, "loss", ("temperature",))
+        _at_least(self, "loss", ("gamma", "alpha", "ce_class_weight_power"), 0)
 
 
 @dataclass(frozen=True)
@@ -224,11 +259,13 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"train.lr must be positive, got {self.lr}")
-        for name in ("patience", "min_epochs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
+        _positive(self, "train", ("lr",))
+        _at_least(self, "train", ("patience", "min_epochs", "weight_decay", "plateau_patience",
+                                  "plateau_threshold"), 0)
+        if not 0.0 < self.plateau_factor < 1.0:
+            raise ValueError(f"train.plateau_factor must be in (0, 1), got {self.plateau_factor}")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise ValueError(f"train.seed must be in [0, {SEED_MAX}], got {self.seed}")
         if self.min_epochs > self.epochs:
             raise ValueError(f"train.min_epochs={self.min_epochs} is more than "
                              f"train.epochs={self.epochs} (the most epochs a run trains)")
@@ -243,6 +280,11 @@ class RuntimeConfig:
     num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
     wandb: Literal["disabled", "offline", "online"] = "disabled"
     wandb_project: str = "multiemo"
+
+    def __post_init__(self) -> None:
+        if self.num_threads < 0:
+            raise ValueError(f"runtime.num_threads must be 0 (torch's default) or positive, "
+                             f"got {self.num_threads}")
 
 
 @dataclass(frozen=True)

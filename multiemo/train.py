@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from multiemo.config import Config, ConfigError, load, to_dict
+from multiemo.config import SEED_MAX, Config, ConfigError, load, to_dict
 from multiemo.data.atomic import atomic_write_text
 from multiemo.engine import (DataCache, Prepared, Training, build_training, fit, runtime, start_run,
                              test)
@@ -159,6 +159,8 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds:
         raise ConfigError(f"--seeds names no seed: {text!r}")
     for s in seeds:
+        if not 0 <= s <= SEED_MAX:
+            raise ConfigError(f"--seeds: each seed must be in [0, {SEED_MAX}], got {s}")
         if seeds.count(s) > 1:
             raise ConfigError(f"--seeds repeats {s}: each seed is one run (a repeat would count "
                               f"one run twice in the mean ± std)")

@@ -221,7 +221,8 @@ def test_a_run_folder_is_locked_and_resume_records_its_overrides(root, tmp_path,
 
 
 @pytest.mark.parametrize("seeds,message", [("7,7", "repeats 7"), (" , ", "names no seed"),
-                                           ("a,b", "comma-separated integers")])
+                                           ("a,b", "comma-separated integers"),
+                                           ("1,-1", "each seed must be in [0, 4294967295], got -1")])
 def test_bad_seed_lists_are_refused_before_anything_is_written(root, tmp_path, capsys, seeds, message):
     assert run(root, tmp_path / "s", "train.epochs=1", "--seeds", seeds) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "s").exists()
