@@ -374,3 +374,22 @@ def test_declared_labels_repeated_name_the_file(tmp_path):
     path = write_rows(tmp_path, "csv", [row()])
     with pytest.raises(CorpusError, match=rf"{re.escape(str(path))}: the label set .* more than once"):
         read_conversations(path, labels=["a", "a"])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_labels_from_the_data_that_differ_only_in_case_are_a_warning(tmp_path, caplog, fmt):
+    rows = [dict(r) for r in ROWS]
+    rows[0]["label"] = "Joy"  # the other "joy" row stays lower case
+    path = write_rows(tmp_path, fmt, rows)
+    with caplog.at_level("WARNING", logger="multiemo"):
+        corpus = read_conversations(path)
+    assert corpus.labels == ("Joy", "anger", "joy", "neutral", "sadness")  # still two classes
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert str(path) in warnings[0] and "differ only in case: 'Joy' and 'joy'" in warnings[0]
+    assert "['Joy', 'anger', 'joy', 'neutral', 'sadness']" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="multiemo"):  # distinct names, or declared: no warning
+        read_conversations(write_rows(tmp_path, fmt, ROWS, stem="plain"))
+        read_conversations(path, labels=["Joy", "joy", "anger", "neutral", "sadness"])
+    assert not [r for r in caplog.records if "differ only in case" in r.getMessage()]

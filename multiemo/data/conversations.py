@@ -97,6 +97,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -112,6 +113,7 @@ __all__ = ["read_conversations", "read_conversation_rows", "write_conversations"
            "CONVERSATION_FORMATS"]
 
 CONVERSATION_FORMATS = ("csv", "jsonl")
+log = logging.getLogger("multiemo")
 REQUIRED_FIELDS = ("dialogue_id", "speaker", "text")
 ORDER_FIELDS = ("utterance_index", "start")
 #: every field, in the column order that :func:`write_conversations` writes
@@ -407,6 +409,19 @@ def read_conversation_rows(rows: Iterable[Mapping[str, Any]], *, labels: Sequenc
                      require_labels=require_labels, ignored=set(), where=f"{source} ")
 
 
+def _warn_case_only(label_names: Sequence[str], source: str) -> None:
+    """Log a warning for label names taken from the data that differ only in case."""
+    groups: dict[str, list[str]] = {}
+    for name in label_names:
+        groups.setdefault(name.casefold(), []).append(name)
+    clashes = [names for names in groups.values() if len(names) > 1]
+    if clashes:
+        named = "; ".join(" and ".join(repr(n) for n in names) for names in clashes)
+        log.warning("%s: labels that differ only in case: %s; they stay separate classes (the "
+                    "label set is %s): make them one name in the file, or declare the classes "
+                    "with --labels", source, named, list(label_names))
+
+
 def _assemble(records: Iterable[Record], *, source: str, fmt: str, name: str,
               labels: Sequence[str] | None, default_split: str | None, skip_bad_rows: bool,
               require_labels: bool, ignored: set[str], where: str | None = None) -> Corpus:
@@ -472,6 +487,7 @@ def _assemble(records: Iterable[Record], *, source: str, fmt: str, name: str,
         label_names = tuple(sorted({r.label for s in dialogues.values() for r in s.rows
                                     if r.label is not None}))
         labels_from = "data (sorted)"
+        _warn_case_only(label_names, source)
     label_index = {label: i for i, label in enumerate(label_names)}
 
     used_ids: dict[str, int] = dict(explicit_ids)
