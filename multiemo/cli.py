@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="skip and count bad rows instead of stopping at the first")
         p.add_argument("--labels", help="conversations: the class names in index order, "
                        "comma-separated (default: the sorted names found in the file)")
+        p.add_argument("--default-split", choices=("train", "dev", "test"), metavar="SPLIT",
+                       help="conversations: the split (train, dev or test) of rows that give none "
+                       "(no 'split' column or an empty cell); default: such a row is an error")
         if name == "stats":
             p.add_argument("--json", action="store_true", help="print JSON")
         else:

@@ -393,3 +393,24 @@ def test_labels_from_the_data_that_differ_only_in_case_are_a_warning(tmp_path, c
         read_conversations(write_rows(tmp_path, fmt, ROWS, stem="plain"))
         read_conversations(path, labels=["Joy", "joy", "anger", "neutral", "sadness"])
     assert not [r for r in caplog.records if "differ only in case" in r.getMessage()]
+
+
+def test_corpus_build_without_a_split_column_names_default_split(tmp_path, capsys):
+    from multiemo.cli import main as cli
+    rows = [{k: v for k, v in r.items() if k != "split"} for r in ROWS]
+    path = write_rows(tmp_path, "csv", rows)
+    out = tmp_path / "corpus.json"
+    build = ["corpus", "build", "--dataset", "conversations", "--root", str(path), "--out", str(out)]
+    assert cli(build) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"{path}:1: missing column 'split' and no default split given: add the column, or pass " \
+           f"--default-split train|dev|test" in err and not out.exists()
+    assert cli([*build, "--default-split", "train"]) == 0
+    corpus = Corpus.load(out)
+    assert {d.split for d in corpus.dialogues} == {"train"} and len(corpus.dialogues) == 2
+    assert cli([*build, "--default-split", "validation"]) == 2  # argparse's choices
+    assert "invalid choice: 'validation'" in capsys.readouterr().err
+    assert cli(["corpus", "stats", "--dataset", "emorynlp", "--root", str(tmp_path),
+                "--default-split", "train"]) == 2
+    assert "--default-split is for the conversation file format" in capsys.readouterr().err

@@ -39,7 +39,8 @@ def run_command(args) -> int:
     """``multiemo corpus stats|build`` (the options are declared in :mod:`multiemo.cli`)."""
     labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
     corpus = read_dataset(args.dataset, args.root, media_root=args.media_root,
-                          skip_bad_rows=args.skip_bad_rows, labels=labels)
+                          skip_bad_rows=args.skip_bad_rows, labels=labels,
+                          default_split=args.default_split)
     if args.action == "stats":
         if args.json:
             print(json.dumps({**corpus.stats(), "info": corpus.info}, indent=1, ensure_ascii=False))

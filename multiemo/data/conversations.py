@@ -41,8 +41,8 @@ is either declared (``labels=[...]``, e.g. from the config; it is the class orde
 outside it is an error) or taken from the data: the sorted set of the label names that occur
 (``corpus.info["labels_from"]`` is ``"declared"`` or ``"data (sorted)"``).
 
-(***) Split. Without a ``split`` column (or value) a row gets ``default_split``; when that is not
-given either, it is an error naming the missing column.
+(***) Split. Without a ``split`` column (or value) a row gets ``default_split`` (``multiemo corpus
+build --default-split``); when that is not given either, it is an error naming the missing column.
 
 Text and speaker names go through :func:`~multiemo.data.text.normalize_text`; other string cells
 are stripped of surrounding spaces. In JSONL, ids, speakers and labels may also be JSON integers
@@ -309,7 +309,7 @@ def _parse(line: int, row: dict[str, Any], fmt: str, default_split: str | None,
     split = _string(row, "split") or default_split
     if split is None:
         raise BadRecord("no split", "no split: the 'split' field is missing or empty and no default "
-                      "split is given (pass default_split, or fill the field)")
+                      "split is given (fill the field, or pass --default-split train|dev|test)")
     if split not in SPLITS:
         raise BadRecord("unknown split", f"split {split!r} is not one of {list(SPLITS)}")
     return _Row(line=line, dialogue=dialogue, uid=_string(row, "utterance_id") or None, index=index,
@@ -370,7 +370,7 @@ def read_conversations(path: str | Path, *, labels: Sequence[str] | None = None,
                               f"both) to order the utterances; the header has {columns}")
         if "split" not in columns and default_split is None:
             raise CorpusError(f"{path}:1: missing column 'split' and no default split given: add "
-                              f"the column, or pass default_split (train/dev/test)")
+                              f"the column, or pass --default-split train|dev|test")
         ignored = set(columns) - set(CONVERSATION_FIELDS)
     else:
         records = _jsonl_records(text)

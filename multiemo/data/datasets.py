@@ -54,8 +54,10 @@ class DatasetInfo:
     description: str = ""
 
     def read(self, root: str | Path, *, media_root: str | Path | None = None,
-             skip_bad_rows: bool = False, labels: Sequence[str] | None = None) -> Corpus:
-        """The raw release at ``root`` (a conversation file: its path) as a :class:`Corpus`."""
+             skip_bad_rows: bool = False, labels: Sequence[str] | None = None,
+             default_split: str | None = None) -> Corpus:
+        """The raw release at ``root`` (a conversation file: its path) as a :class:`Corpus`;
+        ``labels`` and ``default_split`` are for the conversation file format only."""
         if media_root and self.media not in ("separate", "file"):
             where = "relative to --root" if self.media == "release" else "none"
             raise CorpusError(f"--media-root is not used by {self.name} (its media paths: {where})")
@@ -67,6 +69,11 @@ class DatasetInfo:
                 raise CorpusError(f"--labels is for the conversation file format; {self.name} has "
                                   f"its own label set {list(self.labels)}")
             kwargs["labels"] = labels
+        if default_split is not None:
+            if self.media != "file":
+                raise CorpusError(f"--default-split is for the conversation file format; {self.name} "
+                                  f"has its own splits")
+            kwargs["default_split"] = default_split
         corpus = read(root, skip_bad_rows=skip_bad_rows, **kwargs)
         # where extraction resolves media paths, unless its config says otherwise
         if self.media == "release":
@@ -98,13 +105,15 @@ def dataset_info(name: str) -> DatasetInfo | None:
 
 
 def read_dataset(name: str, root: str | Path, *, media_root: str | Path | None = None,
-                 skip_bad_rows: bool = False, labels: Sequence[str] | None = None) -> Corpus:
+                 skip_bad_rows: bool = False, labels: Sequence[str] | None = None,
+                 default_split: str | None = None) -> Corpus:
     """Read a raw release with the reader of ``name``; an unknown name is a CorpusError."""
     info = dataset_info(name)
     if info is None:
         raise CorpusError(f"unknown dataset {name!r}: known are {', '.join(DATASETS)} (your own "
                           f"corpus: `--dataset conversations` with a conversation file)")
-    return info.read(root, media_root=media_root, skip_bad_rows=skip_bad_rows, labels=labels)
+    return info.read(root, media_root=media_root, skip_bad_rows=skip_bad_rows, labels=labels,
+                     default_split=default_split)
 
 
 def primary_metric(name: str) -> str:
