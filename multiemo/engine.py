@@ -68,6 +68,11 @@ class Prepared:
         modalities = cfg.model.modalities
         self.stores = open_stores(root, {m: getattr(cfg.data, m) for m in modalities},
                                   {m: getattr(cfg.model, f"{m}_dim") for m in modalities})
+        for m, store in self.stores.items():
+            if not store.present.any():
+                log.warning("%s: all %d of its %s vectors are absent (the store marks none present): "
+                            "the model gets only zeros for %s; extract the store again, or leave %s "
+                            "out of model.modalities", store.path, len(store), m, m, m)
         rule = ValidationRule.of(cfg.data)
         self.dialogues = rule.split(self.corpus)
         for store in self.stores.values():

@@ -228,3 +228,26 @@ def test_frozen_or_recorded_stores_give_no_warning(synthetic, tmp_path, caplog):
                                                    train + dev[:1]))
     with pytest.raises(LeakError, match="learned from 1 of this run's 2 validation dialogues"):
         prepared(synthetic, leaky)
+
+
+def test_a_store_with_every_vector_absent_is_trained_on_with_a_warning(synthetic, tmp_path, caplog):
+    import numpy as np
+    from multiemo.data.store import FeatureStore, write_store
+
+    store = FeatureStore(synthetic / "features" / "text.safetensors")
+    vectors, _ = store.get(store.ids)
+    empty = tmp_path / "empty.safetensors"
+    write_store(empty, store.ids, vectors, np.zeros(len(store.ids), bool), info=store.info)
+    with caplog.at_level(logging.WARNING, logger="multiemo"):
+        data = prepared(synthetic, empty)
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "multiemo" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert f"{empty}: all {len(store.ids)} of its text vectors are absent" in warnings[0]
+    assert len(data.dialogues["train"]) == 6  # trained on all the same
+    caplog.clear()
+    one = tmp_path / "one.safetensors"  # a single present vector: no warning
+    write_store(one, store.ids, vectors, np.arange(len(store.ids)) == 0, info=store.info)
+    with caplog.at_level(logging.WARNING, logger="multiemo"):
+        prepared(synthetic, one)
+    assert not [r for r in caplog.records if "are absent" in r.getMessage()]
