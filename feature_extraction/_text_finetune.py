@@ -30,7 +30,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 
 from feature_extraction._text_inputs import ModelInput
-from multiemo.config import to_dict
+from multiemo.config import ConfigError, to_dict
 from multiemo.data.corpus import Corpus, Utterance, atomic_write_text
 from multiemo.data.splits import SplitError, ValidationRule, learned_record
 
@@ -57,15 +57,15 @@ def ensure_finetuned(cfg: Any, corpus: Corpus, device: torch.device, *,
     if marker.exists():
         done = json.loads(marker.read_text(encoding="utf-8"))
         if done["settings"] != json.loads(json.dumps(_settings(cfg))):
-            raise ValueError(f"{marker}: made with other settings ({done['settings']}); delete "
+            raise ConfigError(f"{marker}: made with other settings ({done['settings']}); delete "
                              f"{folder} or set finetuned_dir to fine-tune again")
     else:
         if not allow_training:
-            raise ValueError(f"no finished fine-tuning at {folder}: run `multiemo extract text "
+            raise ConfigError(f"no finished fine-tuning at {folder}: run `multiemo extract text "
                              f"--config ... --finetune-only` once before starting shards")
         done = finetune(cfg, corpus, device, folder, progress=progress)
     if "learned_from" not in done:
-        raise ValueError(f"{marker}: made before fine-tunings recorded the dialogues they learned "
+        raise ConfigError(f"{marker}: made before fine-tunings recorded the dialogues they learned "
                          f"from; delete {folder} to fine-tune again")
     summary = {k: done[k] for k in ("best_epoch", "best_valid_weighted_f1", "valid", "seconds")}
     return str(folder / "encoder"), {**summary, "learned_from": done["learned_from"]}
@@ -112,17 +112,17 @@ def finetune(cfg: Any, corpus: Corpus, device: torch.device, folder: Path, *,
     try:
         train, valid, valid_text = validation_utterances(corpus, rule)
     except SplitError as err:
-        raise ValueError(f"fine-tuning: {err}") from None
+        raise ConfigError(f"fine-tuning: {err}") from None
     if ft.max_train_utterances and len(train) > ft.max_train_utterances:
         train = rng.sample(train, ft.max_train_utterances)
     dialogue_of = {u.id: d for d in corpus.dialogues for u in d.utterances}
     learned = learned_record("fine-tuned encoder", rule, {dialogue_of[u.id] for u in train}, corpus)
     unlabelled = [u.id for u in train + valid if u.label is None]
     if unlabelled:
-        raise ValueError(f"fine-tuning needs a label on every train and validation utterance; "
+        raise ConfigError(f"fine-tuning needs a label on every train and validation utterance; "
                          f"{len(unlabelled)} have none (e.g. {unlabelled[:5]})")
     if not train or not valid:
-        raise ValueError(f"fine-tuning needs train and validation utterances "
+        raise ConfigError(f"fine-tuning needs train and validation utterances "
                          f"({len(train)} train, {len(valid)} validation from {valid_text})")
     num_classes = len(corpus.labels)
     counts = np.bincount([u.label for u in train], minlength=num_classes).astype(np.float64)

@@ -74,12 +74,12 @@ from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkabl
 import numpy as np
 import torch
 
-from multiemo.config import resolve_device
+from multiemo.config import ConfigError, resolve_device
 from multiemo.data.corpus import Corpus, Utterance, atomic_write_text
 from multiemo.data.store import FeatureStore, write_store
 from multiemo.errors import UserError
 
-__all__ = ["Absent", "Extractor", "JobError", "JobSummary", "CorpusSource", "run_job",
+__all__ = ["Absent", "Extractor", "JobError", "JobSummary", "CorpusSource", "run_job", "check_splits",
            "merge_job", "job_status", "parse_shard", "resolve_device",
            "load_corpus", "work_dir", "loading_model", "quiet_transformers"]
 
@@ -471,6 +471,14 @@ def _outcomes(extractor: Extractor, batch: list[Utterance],
 
 # -- the job --------------------------------------------------------------------------------------
 
+def check_splits(corpus: Corpus, splits: Sequence[str] | None) -> None:
+    """A ConfigError (naming the ``splits`` key) for a split the corpus does not have."""
+    unknown = set(splits or ()) - set(corpus.splits)
+    if unknown:
+        raise ConfigError(f"splits {sorted(unknown)} are not in corpus {corpus.name!r} "
+                          f"(it has {list(corpus.splits)})")
+
+
 def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
             shard: tuple[int, int] = (0, 1), device: str = "auto",
             splits: Sequence[str] | None = None,
@@ -508,6 +516,7 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
     k, n = shard
     if not 0 <= k < n:
         raise ValueError(f"shard {k}/{n}: expected 0 <= K < N")
+    check_splits(corpus, splits)
     out = Path(out)
     work = work_dir(out)
     if out.is_dir():
@@ -521,10 +530,6 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
         raise JobError(f"cannot write the output folder {work} (for {out}): "
                        f"{err.strerror or err}") from None
     wanted = None if splits is None else set(splits)
-    unknown = set() if wanted is None else wanted - set(corpus.splits)
-    if unknown:
-        raise ValueError(f"splits {sorted(unknown)} are not in corpus {corpus.name!r} "
-                         f"(it has {corpus.splits})")
     items = [u for d in corpus.dialogues if wanted is None or d.split in wanted
              for u in d.utterances]
     ids = [u.id for u in items]

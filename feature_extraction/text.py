@@ -44,8 +44,8 @@ import torch
 from feature_extraction._jobs import job_settings
 from feature_extraction._text_inputs import (ModelInput, SpecialLayout, build_inputs, collate,
                                              pool, utterance_text)
-from feature_extraction.runner import (CorpusSource, load_corpus, loading_model, merge_job,
-                                       resolve_device, run_job)
+from feature_extraction.runner import (CorpusSource, check_splits, load_corpus, loading_model,
+                                       merge_job, resolve_device, run_job)
 from multiemo.config import ConfigError, load, set_num_threads, to_dict
 from multiemo.data.corpus import Corpus, Utterance
 
@@ -210,6 +210,7 @@ class TextExtractor:
 def extract_text(cfg: TextExtractConfig, corpus: Corpus, *, shard: tuple[int, int] = (0, 1),
                  device: str | None = None, progress: bool = True):
     """Fine-tune if asked (once), then run the extraction job; returns the job summary."""
+    check_splits(corpus, cfg.splits)  # before any fine-tuning
     dev = resolve_device(device or cfg.device)
     path, finetune_info = resolve_model(cfg.model), None
     if cfg.mode == "finetune":

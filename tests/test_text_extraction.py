@@ -14,7 +14,7 @@ import yaml
 from feature_extraction._text_inputs import SpecialLayout, build_inputs, pool
 from feature_extraction.runner import work_dir
 from feature_extraction.text import TextExtractConfig, TextExtractor, extract_text, main
-from multiemo.config import build, load
+from multiemo.config import build, load, to_dict
 from multiemo.cli import main as cli_main
 from multiemo.data.corpus import Corpus, Dialogue, Utterance
 from multiemo.data.dataset import split_dialogues
@@ -211,13 +211,16 @@ def test_finetune_then_extract_via_cli(tmp_path, bert_dir, capsys):
     # a rerun reuses the fine-tuning and the finished job
     assert main(["--config", str(cfg_path), "--no-progress", "pooling=mean"]) == 0
     assert json.loads((encoder_dir / "finetune.json").read_text())["seconds"] == done["seconds"]
-    # other fine-tuning settings in the same folder are refused
-    with pytest.raises(ValueError, match="other settings"):
-        main(["--config", str(cfg_path), "--no-progress", "pooling=mean", "finetune.lr=0.01"])
+    capsys.readouterr()
+    # other fine-tuning settings in the same folder are refused (one line, exit 2)
+    assert main(["--config", str(cfg_path), "--no-progress", "pooling=mean", "finetune.lr=0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err.strip().splitlines()[-1] and "Traceback" not in err
     # shards do not each fine-tune their own encoder
-    with pytest.raises(ValueError, match="--finetune-only"):
-        main(["--config", str(cfg_path), "--no-progress", "--shard", "0/2", "pooling=first",
-              f"finetuned_dir={tmp_path / 'other'}", f"out={tmp_path / 'o.safetensors'}"])
+    assert main(["--config", str(cfg_path), "--no-progress", "--shard", "0/2", "pooling=first",
+                 f"finetuned_dir={tmp_path / 'other'}", f"out={tmp_path / 'o.safetensors'}"]) == 2
+    err = capsys.readouterr().err
+    assert "--finetune-only" in err.strip().splitlines()[-1] and "Traceback" not in err
 
 
 def test_no_dev_split_holds_out_train_dialogues(tmp_path, bert_dir):
@@ -334,3 +337,19 @@ def test_offline_model_not_in_the_cache_is_a_one_line_error(tmp_path, capsys, mo
         "Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1): download it once with "
         "network access, or give a local folder")
     assert not (tmp_path / "features/text.safetensors").exists()
+
+
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_a_split_the_corpus_lacks_is_a_one_line_error(tmp_path, bert_dir, capsys, mode):
+    cfg = config(tmp_path, bert_dir, mode=mode)
+    cfg_path = tmp_path / "text.yaml"
+    cfg_path.write_text(yaml.safe_dump(to_dict(cfg)))
+    code = cli_main(["extract", "text", "--config", str(cfg_path), "--no-progress",
+                     "splits=[validation]"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        "multiemo extract text: error: splits ['validation'] are not in corpus 'toy' "
+        "(it has ['train', 'dev', 'test'])")
+    # refused before any fine-tuning or output
+    assert not (tmp_path / "features").exists()
