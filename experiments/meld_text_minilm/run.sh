@@ -36,6 +36,7 @@ extract text_frozen_p0 mode=frozen past=0
 extract text_frozen_p8 mode=frozen past=8
 extract text_frozen_p4f4 mode=frozen past=4 future=4
 extract text_frozen_p0nospk mode=frozen past=0 speakers=false
+extract text_frozen_p0first mode=frozen past=0 pooling=first      # [CLS] instead of the mean
 extract text mode=finetune finetune.epochs="$FT_EPOCHS"          # validation: dev (the config)
 
 multiemo sweep --config experiments/meld_text_minilm/sweep_frozen.yaml --study-dir "$STUDY" \
@@ -44,3 +45,9 @@ test -f "$RUN/finetuned/summary.json" || multiemo train --config configs/meld_te
   --run-dir "$RUN/finetuned" --seeds 2023,2024,2025,2026,2027 data.root="$DATA" runtime.num_threads="$THREADS"
 multiemo sweep --config experiments/meld_text_minilm/sweep_finetuned.yaml --study-dir "$STUDY-finetuned" \
   data.root="$DATA" runtime.num_threads="$THREADS"
+# pooling: the preset on the utterance alone, [CLS] against mean pooling (compare their validation)
+for store in text_frozen_p0first text_frozen_p0; do
+  test -f "$RUN/pooling-$store/summary.json" || multiemo train --config configs/meld_text_minilm.yaml \
+    --run-dir "$RUN/pooling-$store" --seeds 2023,2024,2025 data.root="$DATA" \
+    data.text="features/$store.safetensors" runtime.num_threads="$THREADS"
+done
