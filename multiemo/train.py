@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from multiemo.config import SEED_MAX, Config, ConfigError, load, to_dict
+from multiemo.config import SEED_MAX, Config, ConfigError, ModelConfig, load, to_dict
 from multiemo.data.atomic import atomic_write_text
 from multiemo.engine import (DataCache, Prepared, Training, build_training, fit, runtime, start_run,
                              test)
@@ -195,6 +195,22 @@ def train_seeds(cfg: Config, run_dir: Path, seeds: list[int], resume: bool = Fal
     return summary
 
 
+#: model fields that change no weight's shape (a resume may change them)
+_SHAPELESS = ("dropout", "dropout_rec")
+
+
+def _refuse_new_shapes(saved: Config, now: Config, run: RunDir) -> None:
+    """A resume whose overrides change the model (its sizes, modalities, context encoders) cannot
+    load the checkpoint: refuse it, naming the overrides, before anything is touched."""
+    changed = [f"model.{f.name}={to_dict(now.model)[f.name]} (was {to_dict(saved.model)[f.name]})"
+               for f in dataclasses.fields(ModelConfig)
+               if f.name not in _SHAPELESS and getattr(saved.model, f.name) != getattr(now.model, f.name)]
+    if changed:
+        raise RunError(f"--resume {run.path}: {', '.join(changed)} would change the model's shapes, "
+                       f"and its checkpoints hold the weights of the model it was started with; "
+                       f"start a new run with --run-dir instead")
+
+
 def run_command(args) -> int:
     """``multiemo train`` (the options are declared in :mod:`multiemo.cli`)."""
     if args.resume:
@@ -206,14 +222,18 @@ def run_command(args) -> int:
         seeds_file = run_dir / "seeds.json"
         if seeds_file.is_file():  # a multi-seed parent: its config is in the first seed's folder
             seeds = json.loads(seeds_file.read_text())["seeds"]
-            cfg = load(Config, RunDir(run_dir / f"seed-{seeds[0]}").require().config, args.overrides)
+            first = RunDir(run_dir / f"seed-{seeds[0]}").require()
+            cfg = load(Config, first.config, args.overrides)
+            _refuse_new_shapes(load(Config, first.config), cfg, first)
             train_seeds(cfg, run_dir, seeds, resume=True, overrides=args.overrides)
             return 0
         run = RunDir(run_dir).require()
         if not run.last.is_file():
             raise RunError(f"{run.last} does not exist: the run never finished an epoch; start it "
                            f"again with --run-dir (after removing {run.path})")
-        train(load(Config, run.config, args.overrides), run.path, resume=True, overrides=args.overrides)
+        cfg = load(Config, run.config, args.overrides)
+        _refuse_new_shapes(load(Config, run.config), cfg, run)
+        train(cfg, run.path, resume=True, overrides=args.overrides)
         return 0
     if not args.run_dir:
         raise ConfigError("--run-dir is required (or --resume RUN_DIR)")

@@ -220,6 +220,23 @@ def test_a_run_folder_is_locked_and_resume_records_its_overrides(root, tmp_path,
     assert "drop --config" in capsys.readouterr().err
 
 
+def test_resume_refuses_overrides_that_change_the_models_shapes(root, tmp_path, capsys):
+    r = tmp_path / "shapes"
+    assert run(root, r, "train.epochs=1") == 0
+    before = (r / "checkpoints" / "last.pt").read_bytes()
+    capsys.readouterr()
+    for override in ("model.model_dim=32", "model.modalities=[text,audio]", "model.text_context=true"):
+        assert cli(["train", "--resume", str(r), "train.epochs=2", override]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Traceback" not in err[0], err
+        key = override.split("=")[0]
+        assert f"{key}=" in err[0] and "would change the model's shapes" in err[0]
+    assert (r / "checkpoints" / "last.pt").read_bytes() == before  # nothing touched
+    assert "resumes" not in json.loads((r / "run.json").read_text())
+    # a shapeless change (dropout) resumes
+    assert cli(["train", "--resume", str(r), "train.epochs=2", "model.dropout=0.1"]) == 0
+
+
 @pytest.mark.parametrize("seeds,message", [("7,7", "repeats 7"), (" , ", "names no seed"),
                                            ("a,b", "comma-separated integers"),
                                            ("1,-1", "each seed must be in [0, 4294967295], got -1")])
