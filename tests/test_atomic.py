@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from multiemo.data.atomic import atomic_path, atomic_write_text, process_umask
+from multiemo.cli import main as cli
+from multiemo.data.atomic import OutputError, atomic_path, atomic_write_text, process_umask
 
 
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
@@ -29,3 +30,15 @@ def test_a_failed_write_leaves_nothing(tmp_path):
             open(tmp, "w").write("half")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_output_is_one_line(tmp_path, capsys):
+    """/proc refuses new files even to root (a read-only folder would not stop root)."""
+    with pytest.raises(OutputError, match=r"/proc/x/a.json cannot be written"):
+        atomic_write_text("/proc/x/a.json", "{}")
+    rows = tmp_path / "c.csv"
+    rows.write_text("dialogue_id,utterance_index,speaker,text,label,split\nd,0,A,hi,joy,train\n")
+    assert cli(["corpus", "build", "--dataset", "conversations", "--root", str(rows),
+                "--out", "/proc/multiemo/corpus.json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0] and "/proc/multiemo" in err[0], err

@@ -192,6 +192,10 @@ def test_cli(tmp_path, capsys):
     assert main(["--dataset", "meld", "--src", str(tmp_path / "nowhere"), "--out",
                  str(tmp_path / "o2")]) == 2
     assert "Speakers.pkl does not exist" in capsys.readouterr().err
+    # an output folder that cannot be written (/proc refuses even root) is one line
+    assert main(["--dataset", "meld", "--src", str(tmp_path / "src"), "--out", "/proc/multiemo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "".join(err) and "/proc/multiemo" in err[-1] and "cannot be written" in err[-1]
     for run in (lambda: main(["--help"]), lambda: cli_main(["import-official", "--help"])):
         assert run() == 0
         assert "--dataset {iemocap,meld}" in capsys.readouterr().out

@@ -18,15 +18,21 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_text", "process_umask"]
+from multiemo.errors import UserError
+
+__all__ = ["atomic_path", "atomic_write_text", "process_umask", "OutputError"]
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, else delete it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise OutputError(f"{path} cannot be written: {err.strerror or err} (is {path.parent} a "
+                          f"writable folder?)") from None
     os.close(fd)
     try:
         yield tmp
@@ -35,6 +41,10 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class OutputError(UserError):
+    """An output path that cannot be written (a read-only or missing folder, a full disk)."""
 
 
 def process_umask() -> int:
