@@ -84,7 +84,7 @@ class AudioJobConfig:
     batch_size: int = 8
     num_workers: int = 2  # threads decoding (and, for opensmile / librosa, computing) per batch
     device: str = "auto"
-    num_threads: int = 0  # torch CPU threads; 0 leaves torch's default (1 is faster on a busy machine)
+    num_threads: int = 0  # torch CPU threads; 0: the CPUs this process may use (default_threads)
     chunk_items: int = 256  # finished items are written to disk every chunk_items items or
     chunk_seconds: float = 60.0  # chunk_seconds seconds: a killed job loses at most that much
 

@@ -92,7 +92,7 @@ class TextExtractConfig:
     valid_fraction: float = 0.05
     valid_seed: int = 2023
     device: str = "auto"  # runtime: auto, cpu, cuda, cuda:N
-    num_threads: int = 0  # runtime: torch CPU threads (0: torch's default)
+    num_threads: int = 0  # runtime: torch CPU threads (0: the CPUs this process may use, default_threads)
 
     def __post_init__(self) -> None:
         if self.past < 0 or self.future < 0:

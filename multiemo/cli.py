@@ -40,6 +40,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {value}")
+    return value
+
+
 def _command(sub, name: str, handler: str, help: str, overrides: bool = False, **kwargs):
     p = sub.add_parser(name, help=help, description=kwargs.pop("description", help), **kwargs)
     p.set_defaults(handler=handler, takes_overrides=overrides, command=name)
@@ -164,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-rows", action="store_true",
                    help="skip and count bad input rows instead of stopping at the first")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
+    p.add_argument("--threads", type=_threads, default=0, metavar="N",
+                   help="torch CPU threads (default 0: the CPUs this process may use: affinity, "
+                   "cgroup quota, OMP_NUM_THREADS, SLURM_CPUS_PER_TASK; 1 is fastest on a busy "
+                   "machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = _command(sub, "import-official", "multiemo.data.official:run_command",

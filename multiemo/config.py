@@ -29,6 +29,8 @@ multiemo.config.ConfigError: key 'flag' (from the command line): expected a bool
 
 
 import dataclasses
+import math
+import os
 import types
 from dataclasses import dataclass, field
 import typing
@@ -41,7 +43,7 @@ from multiemo.errors import UserError
 
 __all__ = ["ConfigError", "build", "load", "read_yaml", "to_dict", "dump_yaml", "parse_overrides", "Config",
            "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RuntimeConfig", "MODALITIES",
-           "resolve_device", "set_num_threads"]
+           "resolve_device", "set_num_threads", "default_threads"]
 
 T = TypeVar("T")
 
@@ -277,13 +279,14 @@ class RuntimeConfig:
 
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
     amp: bool = True  # mixed precision (bf16) on CUDA; CPU always runs fp32
-    num_threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    num_threads: int = 0  # torch CPU threads; 0: default_threads() (the CPUs this process may use)
     wandb: Literal["disabled", "offline", "online"] = "disabled"
     wandb_project: str = "multiemo"
 
     def __post_init__(self) -> None:
         if self.num_threads < 0:
-            raise ValueError(f"runtime.num_threads must be 0 (torch's default) or positive, "
+            raise ValueError(f"runtime.num_threads must be 0 (the default: the CPUs this process "
+                             f"may use) or positive, "
                              f"got {self.num_threads}")
 
 
@@ -297,14 +300,65 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
+#: cgroup v2 CPU limit ("quota period" or "max period"); module-level so tests can point it elsewhere
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+#: cgroup v1 CPU quota and period (microseconds; a quota of -1 is no limit)
+CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+#: environment variables that, set to a positive integer, cap the default
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK")
+
+
+def _cgroup_cpus() -> int | None:
+    """CPUs the cgroup quota allows (rounded up), or None when there is no quota or no file."""
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        if quota == "max":
+            return None
+        q, p = int(quota), int(period)
+    except (OSError, ValueError):
+        try:
+            q = int(CGROUP_V1_QUOTA.read_text().strip())
+            p = int(CGROUP_V1_PERIOD.read_text().strip())
+        except (OSError, ValueError):
+            return None
+    if q <= 0 or p <= 0:
+        return None
+    return max(1, math.ceil(q / p))
+
+
+def default_threads() -> int:
+    """The CPU threads a computation should use by default: the smallest of the CPUs this process
+    may run on (its affinity mask, else ``os.cpu_count()``), the cgroup CPU quota (v2
+    ``cpu.max``, or v1 ``cpu.cfs_quota_us / cpu.cfs_period_us``, rounded up), and
+    ``OMP_NUM_THREADS`` / ``SLURM_CPUS_PER_TASK`` when set to a positive integer; at least 1.
+
+    Torch's own default counts every core of the machine, which oversubscribes a container, a
+    ``taskset`` or a batch job's share."""
+    try:
+        limits = [len(os.sched_getaffinity(0))]
+    except (AttributeError, OSError):  # not on Linux
+        limits = [os.cpu_count() or 1]
+    quota = _cgroup_cpus()
+    if quota is not None:
+        limits.append(quota)
+    for name in THREAD_ENV_VARS:
+        raw = os.environ.get(name, "").strip()
+        if raw.isdigit() and int(raw) > 0:
+            limits.append(int(raw))
+    return max(1, min(limits))
+
+
 def set_num_threads(count: int, key: str = "num_threads") -> None:
-    """Torch's CPU threads: 0 leaves torch's default; a negative count is a ConfigError naming
-    ``key``. The one rule for training (``runtime.num_threads``) and extraction jobs."""
+    """Torch's CPU threads: ``count`` > 0 is exactly that many, 0 is :func:`default_threads`; a
+    negative count is a ConfigError naming ``key``. The one rule for training
+    (``runtime.num_threads``), extraction jobs (``num_threads``), ``multiemo predict --threads``
+    and :class:`multiemo.recognizer.Recognizer` (``num_threads``)."""
     if count < 0:
-        raise ConfigError(f"{key} must be 0 (torch's default) or positive, got {count}")
-    if count:
-        import torch  # the config itself needs no torch
-        torch.set_num_threads(count)
+        raise ConfigError(f"{key} must be 0 (the default: the CPUs this process may use) or "
+                          f"positive, got {count}")
+    import torch  # the config itself needs no torch
+    torch.set_num_threads(count or default_threads())
 
 
 def resolve_device(name: str = "auto"):

@@ -1,7 +1,8 @@
 """``multiemo predict``: per-utterance emotions of new conversations, as a resumable batch job.
 
     multiemo predict --model MODEL_DIR --input conversations.csv --out OUT [--media-root DIR]
-                     [--shard K/N] [--merge] [--plots] [--device cuda] [--skip-bad-rows]
+                     [--shard K/N] [--merge] [--plots] [--device cuda] [--threads N]
+                     [--skip-bad-rows]
 
 The input is a conversation file (``.csv`` / ``.jsonl``, :mod:`multiemo.data.conversations`;
 labels optional) or a ``corpus.json``. For each of the model's modalities the extractor that made
@@ -257,7 +258,8 @@ def run_command(args) -> int:
         k, n = 0, int(json.loads((out / "predict.json").read_text()).get("shards", 1))
     else:
         k, n = args.shard or (0, 1)
-    recognizer = Recognizer.from_pretrained(args.model, device=args.device)
+    recognizer = Recognizer.from_pretrained(args.model, device=args.device,
+                                            num_threads=getattr(args, "threads", 0))
     input_path = Path(args.input)
     corpus = recognizer.read(input_path, skip_bad_rows=args.skip_bad_rows)
     skipped = corpus.info.get("skipped")

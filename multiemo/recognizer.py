@@ -51,7 +51,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import torch
 from huggingface_hub import ModelHubMixin
 
-from multiemo.config import ConfigError, ModelConfig, build, resolve_device
+from multiemo.config import ConfigError, ModelConfig, build, resolve_device, set_num_threads
 from multiemo.data.corpus import Corpus, CorpusError, Dialogue
 from multiemo.errors import UserError
 
@@ -224,7 +224,9 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
     """
 
     def __init__(self, *, network: torch.nn.Module, folder: str, folder_config: dict[str, Any],
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", num_threads: int = 0) -> None:
+        set_num_threads(num_threads, "num_threads")  # torch's threads are the process's
+        self.num_threads = num_threads
         self.folder = Path(folder)
         self.network = network.eval()
         self.device = torch.device(device)
@@ -243,7 +245,9 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> "Recognizer":
         """A model folder, or a repository on the Hugging Face hub (downloaded to the local
-        cache). ``device="cuda"`` (default ``auto``) places the model."""
+        cache). ``device="cuda"`` (default ``auto``) places the model; ``num_threads=N`` sets
+        torch's CPU threads (for the whole process, as ``torch.set_num_threads``): 0 (the default)
+        is :func:`multiemo.config.default_threads`, the CPUs this process may use."""
         name = str(pretrained_model_name_or_path)
         path = Path(name).expanduser()
         if not path.is_dir() and (path.exists() or name.startswith((".", "/", "~")) or
@@ -265,7 +269,7 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
     def _from_pretrained(cls, *, model_id: str, revision: str | None = None,
                          cache_dir: str | Path | None = None, force_download: bool = False,
                          local_files_only: bool = False, token: str | bool | None = None,
-                         device: str = "auto", **kwargs: Any) -> "Recognizer":
+                         device: str = "auto", num_threads: int = 0, **kwargs: Any) -> "Recognizer":
         folder = Path(model_id)
         if not folder.is_dir():
             from huggingface_hub import snapshot_download
@@ -304,7 +308,8 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
         except RuntimeError as err:
             raise ModelError(f"{weights}: the weights do not fit the model of {CONFIG_NAME} "
                              f"({str(err).splitlines()[0]}: {_state_mismatch(err)})") from None
-        return cls(network=network.to(dev), folder=str(folder), folder_config=config, device=str(dev))
+        return cls(network=network.to(dev), folder=str(folder), folder_config=config, device=str(dev),
+                   num_threads=num_threads)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """Copy the model folder (every file) into ``save_directory``."""

@@ -15,7 +15,6 @@ written. The same command on another machine with the same storage joins the stu
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from optuna.storages.journal import JournalStorage
 
+from multiemo.config import default_threads
 from multiemo.data.atomic import atomic_write_text
 from multiemo.engine import DataCache
 from multiemo.sweep.spec import SweepError, SweepSpec, load_spec
@@ -90,7 +90,7 @@ def _spawn(workers: int, base, study_dir: Path) -> None:
     import torch
 
     gpus = torch.cuda.device_count() if base.runtime.device in ("auto", "cuda") else 0
-    threads = base.runtime.num_threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = base.runtime.num_threads or max(1, default_threads() // workers)
     argv = [a for a in sys.argv[1:]] if sys.argv[1:2] == ["sweep"] else None
     if argv is None:
         raise SweepError("--workers N needs the multiemo command line (from Python, start the "
