@@ -31,6 +31,7 @@ from torch import nn
 
 from feature_extraction._text_inputs import ModelInput
 from multiemo.config import ConfigError, to_dict
+from multiemo.data.atomic import follow_umask
 from multiemo.data.corpus import Corpus, Utterance, atomic_write_text
 from multiemo.data.splits import SplitError, ValidationRule, learned_record
 
@@ -209,6 +210,7 @@ def _save(model: Any, head: nn.Module, folder: Path, epoch: int) -> None:
     model.encoder.save_pretrained(tmp)
     model.tokenizer.save_pretrained(tmp)
     torch.save(head.state_dict(), tmp / "head.pt")
+    follow_umask(tmp)  # save_pretrained writes its weights 0600
     target = folder / "encoder"
     if target.exists():
         shutil.rmtree(target)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from multiemo.config import Config, ModelConfig, build, read_yaml, to_dict
+from multiemo.data.atomic import follow_umask
 from multiemo.data.corpus import Corpus
 from multiemo.data.splits import ValidationRule
 from multiemo.data.store import FeatureStore, StoreError
@@ -289,6 +290,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: str = "best") -
                                        encoding="utf-8")
         (tmp / "README.md").write_text(_model_card(cfg, run, info, corpus, config, encoders),
                                        encoding="utf-8")
+        follow_umask(tmp)  # safetensors writes 0600; copies keep their sources' modes
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -289,3 +289,23 @@ def test_export_of_a_seeds_folder_names_its_runs(trained, tmp_path, capsys):
     shutil.copytree(trained["run"], seeds / "seed-2023")
     assert cli(["export", str(seeds), "--out", str(tmp_path / "m")]) == 2
     assert "is a folder of seed runs (seed-2023): export one of them" in capsys.readouterr().err
+
+
+def test_every_file_written_follows_the_umask(trained, tmp_path):
+    """Corpus, stores, run folder, checkpoints, model folder and predictions: what a plain open()
+    gives under the process's umask (0644 under 022), so a group can read them."""
+    import stat
+
+    from multiemo.data.atomic import process_umask
+    out = tmp_path / "pred"
+    assert cli(["predict", "--model", str(trained["model"]), "--input", str(trained["source"]),
+                "--out", str(out), "--no-progress"]) == 0
+    expected = 0o666 & ~process_umask()
+    wrong = {}
+    for folder in (trained["data"], trained["run"], trained["model"], out):
+        for path in folder.rglob("*"):
+            if path.is_file() and not path.name.endswith(".lock"):
+                mode = stat.S_IMODE(path.stat().st_mode)
+                if mode != expected:
+                    wrong[str(path.relative_to(folder.parent))] = oct(mode)
+    assert not wrong, f"expected {oct(expected)}: {wrong}"

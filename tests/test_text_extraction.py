@@ -197,6 +197,9 @@ def test_finetune_then_extract_via_cli(tmp_path, bert_dir, capsys):
     assert done["best_epoch"] in (1, 2) and len(done["class_weights"]) == 3
     assert done["best_valid_weighted_f1"] == max(h["valid_weighted_f1"] for h in done["history"])
     assert (encoder_dir / "encoder" / "head.pt").exists()
+    from multiemo.data.atomic import process_umask  # the encoder is readable as the umask says
+    assert {oct(p.stat().st_mode & 0o777) for p in (encoder_dir / "encoder").iterdir()} == {
+        oct(0o666 & ~process_umask())}
     store = FeatureStore(tmp_path / "features/text.safetensors")
     assert store.info["mode"] == "finetune" and store.info["finetune"]["best_epoch"] == done["best_epoch"]
     assert store.info["encoder_path"] == str(encoder_dir / "encoder")

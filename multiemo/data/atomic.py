@@ -20,7 +20,7 @@ from typing import Iterator
 
 from multiemo.errors import UserError
 
-__all__ = ["atomic_path", "atomic_write_text", "process_umask", "OutputError"]
+__all__ = ["atomic_path", "atomic_write_text", "process_umask", "follow_umask", "OutputError"]
 
 
 @contextlib.contextmanager
@@ -59,6 +59,16 @@ def process_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def follow_umask(folder: str | Path) -> None:
+    """Give every file under ``folder`` ``0666`` less the umask: for what other libraries write
+    with private modes (safetensors and ``save_pretrained`` make 0600 files) or copy with their
+    source's modes, inside a folder the toolkit makes (a fine-tuned encoder, a model folder)."""
+    mode = 0o666 & ~process_umask()
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
