@@ -56,6 +56,13 @@ def load_study(study_dir):
     return optuna.load_study(study_name=study_dir.name, storage=storage)
 
 
+def distinct_completed(trials):
+    """The completed trials' configurations, asserted pairwise distinct."""
+    done = [tuple(sorted(t.params.items())) for t in trials if t.state.name == "COMPLETE"]
+    assert len(set(done)) == len(done), done
+    return done
+
+
 def test_sweep_selects_on_validation_then_tests_the_chosen_config_with_seeds(root, tmp_path, capsys):
     study_dir = tmp_path / "study"
     assert cli(["sweep", "--config", str(sweep_file(tmp_path, root)), "--study-dir", str(study_dir)]) == 0
@@ -239,6 +246,29 @@ def test_sigkill_then_rerun_continues_the_study(root, tmp_path):
     retry = [t for t in trials if t.user_attrs.get("retry_of") == 1]
     assert len(retry) == 1 and retry[0].params == trials[1].params and retry[0].state.name == "COMPLETE"
     assert sum(t.state.name == "COMPLETE" for t in trials) == 4  # the target is still reached
+    assert len(distinct_completed(trials)) == 4  # the rerun draws anew, not trial 0's values again
+
+
+def test_two_sweep_commands_at_once_on_one_folder_draw_distinct_configs(root, tmp_path):
+    # the same command twice (as on two machines sharing the folder), no worker index
+    spec = sweep_file(tmp_path, root, trials=4)
+    args = ("sweep", "--config", str(spec), "--study-dir", str(tmp_path / "s"), "--no-final")
+    procs = [_multiemo(*args) for _ in range(2)]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+    trials = load_study(tmp_path / "s").get_trials()
+    assert len(distinct_completed(trials)) >= 4
+
+
+def test_an_uninterrupted_sweep_is_reproducible_from_its_seed(root, tmp_path):
+    spec = sweep_file(tmp_path, root, trials=3, sampler={"name": "tpe", "seed": 5})
+    runs = []
+    for folder in ("a", "b"):
+        assert cli(["sweep", "--config", str(spec), "--study-dir", str(tmp_path / folder), "--no-final"]) == 0
+        runs.append([t.params for t in load_study(tmp_path / folder).get_trials()])
+    assert runs[0] == runs[1] and len(runs[0]) == 3
+    assert len({tuple(sorted(p.items())) for p in runs[0]}) == 3
 
 
 def test_two_worker_processes_share_one_study(root, tmp_path):
@@ -252,6 +282,22 @@ def test_two_worker_processes_share_one_study(root, tmp_path):
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2, workers  # both processes ran trials
     assert "2 workers started (1 CPU thread(s) each)" in out
+    assert len(distinct_completed(trials)) == 4
+
+
+def test_a_grid_sweep_with_two_workers_visits_each_point_once(root, tmp_path):
+    # seed 2: with the old seeding (seed + worker index) the workers' shuffled grids collide
+    spec = sweep_file(tmp_path, root, trials=10, sampler={"name": "grid", "seed": 2},
+                      space={"train.lr": {"choices": [0.003, 0.01]},
+                             "loss.temperature": {"choices": [0.5, 1.0]}})
+    proc = _multiemo("sweep", "--config", str(spec), "--study-dir", str(tmp_path / "s"),
+                     "--workers", "2", "--no-final")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    trials = load_study(tmp_path / "s").get_trials()
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
+    assert sorted(distinct_completed(trials)) == sorted(
+        (("loss.temperature", t), ("train.lr", lr)) for lr in (0.003, 0.01) for t in (0.5, 1.0))
 
 
 def test_shipped_sweep_and_study_configs_load():
@@ -282,6 +328,7 @@ def test_postgresql_storage_two_workers_and_a_dead_worker(root, tmp_path):
         trials = optuna.load_study(study_name="a", storage=url).get_trials()
         assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
         assert len({t.user_attrs["worker"] for t in trials}) == 2
+        assert len(distinct_completed(trials)) == 4
 
         slow = sweep_file(tmp_path, root, name="slow.yaml", trials=3, heartbeat_seconds=1,
                           overrides={"data.root": str(root), **SMALL, "train.epochs": 40})
@@ -301,6 +348,7 @@ def test_postgresql_storage_two_workers_and_a_dead_worker(root, tmp_path):
         retried = [t for t in trials if t.system_attrs.get("failed_trial") == 1]
         assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
         assert sum(t.state.name == "COMPLETE" for t in trials) == 3
+        assert len(distinct_completed(trials)) == 3
 
 
 def test_wandb_offline_puts_trials_and_final_runs_in_one_group(root, tmp_path, monkeypatch):

@@ -10,6 +10,10 @@
   ``STUDY_DIR/workers/<id>.lock`` while it lives and tags its trials with its id. Before each
   trial, a worker (under ``STUDY_DIR/workers/recover.lock``) marks failed every running trial
   whose worker's lock is free, and re-queues its parameters.
+- **Distinct draws**: each trial samples from its own stream, seeded from the sampler seed and
+  the trial's number (:class:`PerTrialSeed`; a grid: the first trial numbers are the grid's
+  points), so no two trials draw alike, whether from workers, machines or a rerun after a
+  crash; an uninterrupted single-worker sweep stays reproducible from the seed.
 - A trial that raises is recorded failed with its error (user attribute ``error``) and the
   sweep goes on; a diverged loss is such a failure. Ctrl-C re-queues the trial in flight.
 - **Trials never read the test split**: a sweep trial fits on train, is scored on validation,
@@ -22,12 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import socket
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import optuna
 from optuna.trial import TrialState
@@ -105,15 +110,67 @@ def open_study(spec: SweepSpec, name: str, storage, identity: dict, worker_index
     return study
 
 
-def _sampler(spec: SweepSpec, worker_index: int):
-    seed = spec.sampler_seed + worker_index  # workers must not draw the same sequence
-    if spec.is_study:
-        return optuna.samplers.RandomSampler(seed=seed)  # every trial is queued: nothing is drawn
-    if spec.sampler == "grid":
-        return optuna.samplers.GridSampler({p.path: p.grid() for p in spec.space.values()}, seed=seed)
-    if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+def _sampler(spec: SweepSpec, worker_index: int = 0):
+    """The study's sampler. Draws are seeded per trial from (sampler seed, trial number) (see
+    :class:`PerTrialSeed`), so every trial of a study, from any worker, process, machine or
+    rerun, draws from its own stream; ``worker_index`` is no longer part of the seed."""
+    del worker_index  # accepted for old callers; trial numbers already tell workers apart
+    if spec.sampler == "grid" and not spec.is_study:
+        # the grid's order is shuffled with the seed and a trial's point is an index into it, so
+        # every worker needs the same seed; the first len(grid) trial numbers are the points
+        return optuna.samplers.GridSampler({p.path: p.grid() for p in spec.space.values()},
+                                           seed=spec.sampler_seed)
+    if spec.is_study or spec.sampler == "random":  # a study: every trial is queued, nothing is drawn
+        return PerTrialSeed(lambda seed: optuna.samplers.RandomSampler(seed=seed), spec.sampler_seed)
+    return PerTrialSeed(lambda seed: optuna.samplers.TPESampler(seed=seed), spec.sampler_seed)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The seed of trial ``number``'s draws in a sweep seeded ``seed`` (below 2**32)."""
+    digest = hashlib.sha256(f"{seed}:{number}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+class PerTrialSeed(optuna.samplers.BaseSampler):
+    """A sampler that draws each trial from a fresh inner sampler ``make(trial_seed(seed, n))``.
+
+    Trial numbers are unique in a study (the storage assigns them), so no two trials share a
+    random stream: not two workers, not two machines running the same command, not a rerun after
+    a crash (its trials get new numbers). An uninterrupted single worker gets the numbers 0..N-1
+    every time, so its sweep is reproducible from the seed. TPE and random sampling recompute
+    everything from the study's history, so a fresh inner sampler per trial loses nothing. A
+    queued trial (a re-queued one, a study's variant) keeps its fixed values: Optuna does not ask
+    the sampler for them."""
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self.make, self.seed = make, seed
+        self._inner: dict[int, optuna.samplers.BaseSampler] = {}
+
+    def _for(self, trial) -> optuna.samplers.BaseSampler:
+        inner = self._inner.get(trial.number)
+        if inner is None:
+            inner = self._inner[trial.number] = self.make(trial_seed(self.seed, trial.number))
+        return inner
+
+    def before_trial(self, study, trial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        inner = self._for(trial)
+        self._inner.pop(trial.number, None)
+        inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        pass  # each trial's stream is fixed by its number
 
 
 def _pruner(spec: SweepSpec):
