@@ -247,6 +247,11 @@ def test_sigkill_then_rerun_continues_the_study(root, tmp_path):
     assert len(retry) == 1 and retry[0].params == trials[1].params and retry[0].state.name == "COMPLETE"
     assert sum(t.state.name == "COMPLETE" for t in trials) == 4  # the target is still reached
     assert len(distinct_completed(trials)) == 4  # the rerun draws anew, not trial 0's values again
+    statuses = {t.number: json.loads((study_dir / "trials" / f"{t.number:04d}" / "run.json").read_text())
+                for t in trials}
+    assert all(info["status"] != "running" for info in statuses.values()), statuses
+    assert statuses[1]["status"] == "failed"
+    assert statuses[1]["error"] == f"its worker died (killed, or its node was lost); re-queued as trial {retry[0].number}"
 
 
 def test_two_sweep_commands_at_once_on_one_folder_draw_distinct_configs(root, tmp_path):
@@ -349,6 +354,9 @@ def test_postgresql_storage_two_workers_and_a_dead_worker(root, tmp_path):
         assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
         assert sum(t.state.name == "COMPLETE" for t in trials) == 3
         assert len(distinct_completed(trials)) == 3
+        info = json.loads((study_dir / "trials" / "0001" / "run.json").read_text())
+        assert info["status"] == "failed" and \
+            info["error"].endswith(f"re-queued as trial {retried[0].number}"), info
 
 
 def test_wandb_offline_puts_trials_and_final_runs_in_one_group(root, tmp_path, monkeypatch):

@@ -9,7 +9,8 @@
 - **Dead workers with a journal file** (which has no heartbeat): a worker holds an OS lock on
   ``STUDY_DIR/workers/<id>.lock`` while it lives and tags its trials with its id. Before each
   trial, a worker (under ``STUDY_DIR/workers/recover.lock``) marks failed every running trial
-  whose worker's lock is free, and re-queues its parameters.
+  whose worker's lock is free, and re-queues its parameters. A dead worker's trial (either
+  storage) says so in its ``run.json``: status ``failed``, ``error`` naming the trial that re-runs it.
 - **Distinct draws**: each trial samples from its own stream, seeded from the sampler seed and
   the trial's number (:class:`PerTrialSeed`; a grid: the first trial numbers are the grid's
   points), so no two trials draw alike, whether from workers, machines or a rerun after a
@@ -39,7 +40,7 @@ from optuna.trial import TrialState
 
 from multiemo.config import Config
 from multiemo.engine import DataCache, fit, load_checkpoint, score_validation
-from multiemo.run import RunDir, lock_held
+from multiemo.run import RunDir, RunError, lock_held
 from multiemo.sweep.spec import Param, SweepError, SweepSpec, _yaml_value
 from multiemo.sweep.urls import masked_url, scrub, unencoded_userinfo
 
@@ -332,6 +333,7 @@ class Worker:
         """Fail and re-queue the running trials of dead workers (see the module's docstring)."""
         if not self.journal:
             optuna.storages.fail_stale_trials(self.study)  # heartbeat + retry callback (RDB)
+            self._record_stale_trials()
             return
         folder = self.study_dir / "workers"
         with open(folder / "recover.lock", "w") as guard:
@@ -345,8 +347,34 @@ class Worker:
                 except optuna.exceptions.UpdateFinishedTrialError:
                     continue
                 self.study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+                retry = next((r.number for r in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                              if r.user_attrs.get("retry_of") == t.number), None)
+                self._record_dead(t.number, retry)
                 _say(f"trial {t.number} was running in worker {worker}, which is gone: "
                      f"marked failed and queued again")
+
+    def _record_stale_trials(self) -> None:
+        """The run folders of the trials Optuna's heartbeat failed (RDB): each is re-queued by
+        :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback` as a trial whose
+        ``retry_history`` ends with its number, or not at all once its retries are spent."""
+        trials = self.study.get_trials(deepcopy=False)
+        retries = {r.system_attrs["retry_history"][-1]: r.number for r in trials
+                   if r.system_attrs.get("retry_history")}
+        interrupted = {r.user_attrs["retry_of"] for r in trials if "retry_of" in r.user_attrs}  # Ctrl-C
+        for t in trials:
+            if t.state == TrialState.FAIL and "error" not in t.user_attrs and t.number not in interrupted:
+                self._record_dead(t.number, retries.get(t.number))
+
+    def _record_dead(self, number: int, retry: int | None) -> None:
+        """Trial ``number``'s run folder says it failed because its worker died (it said running)."""
+        run = RunDir(trial_dir(self.study_dir, number))
+        try:
+            if run.info().get("status") != "running":
+                return
+            then = f"re-queued as trial {retry}" if retry is not None else "not re-queued (retries spent)"
+            run.update_info(status="failed", error=f"its worker died (killed, or its node was lost); {then}")
+        except (OSError, RunError) as err:
+            log.warning("trial %d: its run folder could not record its dead worker: %s", number, err)
 
 
 def _brief(params: dict) -> str:
