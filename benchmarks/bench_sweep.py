@@ -68,7 +68,8 @@ def data_root(path: str | None) -> Path:
 
 
 def process(root: Path, threads: int) -> None:
-    common = [f"data.root={root}", "train.epochs=1", f"runtime.num_threads={threads}", "runtime.device=cpu"]
+    common = [f"data.root={root}", "train.epochs=1", f"runtime.num_threads={threads}", "runtime.device=cpu",
+              "data.validation=fraction"]  # the released split: the synthetic data has no dev split
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run([sys.executable, "-c", PHASES, str(CONFIG), f"{tmp}/phases", *common],
                              capture_output=True, text=True)
@@ -89,7 +90,7 @@ def process(root: Path, threads: int) -> None:
 
 def sweep_yaml(root: Path, folder: Path, trials: int, epochs: int) -> Path:
     spec = {"base": str(CONFIG), "overrides": {"data.root": str(root), "train.epochs": epochs,
-                                                "runtime.device": "cpu"},
+                                                "runtime.device": "cpu", "data.validation": "fraction"},
             "trials": trials, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
             "space": {"train.lr": {"low": 3e-5, "high": 1e-3, "log": True},
                       "loss.temperature": {"low": 0.5, "high": 2.0},
