@@ -87,6 +87,11 @@ def test_sweep_selects_on_validation_then_tests_the_chosen_config_with_seeds(roo
     assert "Top trials" in md and "±" in md and "paired bootstrap" in md.lower()
     for png in ("optimization_history.png", "slice.png"):
         assert (study_dir / png).stat().st_size > 1000
+    # every file of the study (journal, trials, final runs, summaries, plots) follows the umask
+    from multiemo.data.atomic import process_umask
+    modes = {str(p.relative_to(study_dir)): oct(p.stat().st_mode & 0o777)
+             for p in study_dir.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
+    assert {m for m in modes.values()} == {oct(0o666 & ~process_umask())}, modes
     # rerunning the finished sweep changes nothing and runs nothing
     before = (study_dir / "final" / "seed-1" / "predictions_test.csv").read_text()
     assert cli(["sweep", "--config", str(sweep_file(tmp_path, root)), "--study-dir", str(study_dir)]) == 0
