@@ -68,17 +68,15 @@ class Prepared:
         modalities = cfg.model.modalities
         self.stores = open_stores(root, {m: getattr(cfg.data, m) for m in modalities},
                                   {m: getattr(cfg.model, f"{m}_dim") for m in modalities})
+        self.rule = ValidationRule.of(cfg.data)
+        self.dialogues = self.rule.split(self.corpus)
         for m, store in self.stores.items():
+            _check_upstream(store, self.rule, self.corpus, self.dialogues)
             if not store.present.any():
                 log.warning("%s: all %d of its %s vectors are absent (the store marks none present): "
                             "the model gets only zeros for %s; extract the store again, or leave %s "
                             "out of model.modalities", store.path, len(store), m, m, m)
-        rule = ValidationRule.of(cfg.data)
-        self.dialogues = rule.split(self.corpus)
-        for store in self.stores.values():
-            _check_upstream(store, rule, self.corpus, self.dialogues)
         self.num_speakers, self.missing = cfg.model.num_speakers, cfg.data.missing
-        self.validation = cfg.data.validation
         self._datasets: dict[str, DialogueDataset] = {}
 
     def dataset(self, split: str) -> DialogueDataset:
@@ -98,7 +96,7 @@ class Prepared:
         if used != total:  # split_dialogues refuses unknown splits, so this is a bug
             raise RuntimeError(f"{used} of the corpus's {total} dialogues are in a split")
         dev = len(self.corpus.split("dev"))
-        folded = ValidationRule(self.validation).scheme(self.corpus) == "fraction"
+        folded = self.rule.scheme(self.corpus) == "fraction"
         where = " (its dev split folded into train and valid)" if dev and folded else ""
         return (f"corpus {self.corpus.name!r}: {total} dialogues = train {len(self.dialogues['train'])} + "
                 f"valid {len(self.dialogues['valid'])} + test {len(self.dialogues['test'])}{where}")

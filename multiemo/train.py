@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from multiemo.config import SEED_MAX, Config, ConfigError, ModelConfig, load, to_dict
+from multiemo.config import SEED_MAX, Config, ConfigError, load, to_dict
 from multiemo.data.atomic import atomic_write_text
 from multiemo.engine import (DataCache, Prepared, Training, build_training, fit, runtime, start_run,
                              test)
@@ -202,9 +202,9 @@ _SHAPELESS = ("dropout", "dropout_rec")
 def _refuse_new_shapes(saved: Config, now: Config, run: RunDir) -> None:
     """A resume whose overrides change the model (its sizes, modalities, context encoders) cannot
     load the checkpoint: refuse it, naming the overrides, before anything is touched."""
-    changed = [f"model.{f.name}={to_dict(now.model)[f.name]} (was {to_dict(saved.model)[f.name]})"
-               for f in dataclasses.fields(ModelConfig)
-               if f.name not in _SHAPELESS and getattr(saved.model, f.name) != getattr(now.model, f.name)]
+    before, after = to_dict(saved.model), to_dict(now.model)
+    changed = [f"model.{key}={after[key]} (was {before[key]})" for key in after
+               if key not in _SHAPELESS and after[key] != before[key]]
     if changed:
         raise RunError(f"--resume {run.path}: {', '.join(changed)} would change the model's shapes, "
                        f"and its checkpoints hold the weights of the model it was started with; "

@@ -160,21 +160,21 @@ def check_learned_from(store: str, record: dict[str, Any] | None, rule: Validati
     splits = splits or rule.split(corpus)
     learned = set(record.get("dialogues", ()))
     what = record.get("what", "upstream model")
-    made = ", ".join(f"{k}={v}" for k, v in record.get("rule", {}).items()) or "an unknown rule"
-    for name, word in (("valid", "validation"), ("test", "test")):
-        ids = {d.id for d in splits[name]}
-        overlap = ids & learned
-        if not overlap:
-            continue
-        if name == "test":
-            raise LeakError(f"{store}: its {what} learned from {len(overlap)} of this run's "
-                            f"{len(ids)} test dialogues (e.g. {sorted(overlap)[:3]}): its scores "
-                            f"would not be test scores; extract again from a corpus whose test "
-                            f"split it never saw")
-        made_rule = record.get("rule", {})
-        fix = (f"train with " + " ".join(f"data.{k}={v}" for k, v in made_rule.items())
-               if made_rule else "")
+    made_rule = record.get("rule", {})
+    valid = {d.id for d in splits["valid"]}
+    overlap = valid & learned
+    if overlap:
+        made = ", ".join(f"{k}={v}" for k, v in made_rule.items()) or "an unknown rule"
+        fix = "train with " + " ".join(f"data.{k}={v}" for k, v in made_rule.items()) + ", or " \
+            if made_rule else ""
         again = "extract again with " + " ".join(f"{k}={v}" for k, v in rule.settings(corpus).items())
-        raise LeakError(f"{store}: its {what} learned from {len(overlap)} of this run's {len(ids)} "
-                        f"{word} dialogues (it was made with {made}; this run has "
-                        f"{rule.describe(corpus)}): {fix + ', or ' if fix else ''}{again}")
+        raise LeakError(f"{store}: its {what} learned from {len(overlap)} of this run's {len(valid)} "
+                        f"validation dialogues (it was made with {made}; this run has "
+                        f"{rule.describe(corpus)}): {fix}{again}")
+    test = {d.id for d in splits["test"]}
+    overlap = test & learned
+    if overlap:
+        raise LeakError(f"{store}: its {what} learned from {len(overlap)} of this run's "
+                        f"{len(test)} test dialogues (e.g. {sorted(overlap)[:3]}): its scores "
+                        f"would not be test scores; extract again from a corpus whose test "
+                        f"split it never saw")
