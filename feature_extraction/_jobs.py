@@ -59,7 +59,7 @@ class ProjectionConfig:
     projection never learns from the dialogues a model built on it validates or tests on.
 
     ``dim: 0`` keeps the raw features. Otherwise the job writes the raw store beside ``out``
-    (``<name>.raw.safetensors``), and ``out`` holds the projected one (PAPER.md §5: 512).
+    (``<name>.raw.safetensors``), and ``out`` holds the projected one (docs/method.md §5: 512).
     """
 
     dim: int = 0

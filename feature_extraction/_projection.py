@@ -1,6 +1,6 @@
 """A fixed-size linear projection of a feature store: PCA fitted on training dialogues only.
 
-The paper projects its openSMILE functionals to 512 dimensions (PAPER.md §5). After a job has
+The paper projects its openSMILE functionals to 512 dimensions (docs/method.md §5). After a job has
 merged its raw store, :func:`project_store` fits scikit-learn's PCA (full SVD: deterministic) on
 the *present* rows of the train dialogues of the validation rule (never its validation dialogues,
 nor test: :mod:`multiemo.data.splits`), optionally after standardising each feature with those

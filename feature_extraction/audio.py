@@ -3,7 +3,7 @@
 Three families, chosen by ``family`` in the config:
 
 * ``opensmile``: openSMILE functionals of the whole utterance (IS09 384-d, IS10 1582-d,
-  ComParE 2016 6373-d, eGeMAPS v02 88-d...), as the paper does (PAPER.md §5), usually with
+  ComParE 2016 6373-d, eGeMAPS v02 88-d...), as the paper does (docs/method.md §5), usually with
   ``projection.dim: 512`` (PCA fitted on train, see :mod:`feature_extraction._projection`);
 * ``ssl``: a self-supervised speech encoder through ``transformers`` (wav2vec 2.0, HuBERT,
   WavLM; hub id or local folder), hidden states mean-pooled over time, one layer or the average

@@ -2,7 +2,7 @@
 
 Two modes, chosen by ``mode`` in the config:
 
-* ``faces``: VisExtNet (PAPER.md §5). Frames are sampled from the utterance's clip (its
+* ``faces``: VisExtNet (docs/method.md §5). Frames are sampled from the utterance's clip (its
   ``video`` file, cut to ``video_span``: IEMOCAP's dialogue avi), faces are detected in each
   (:mod:`feature_extraction.faces`: scikit-image's LBP cascade by default, YuNet given its model
   file; between full searches every ``track_every`` frames, only around the previous frame's
@@ -72,7 +72,7 @@ class FaceOptions:
     detect_side: int = 320  # detection runs on the frame scaled to this longer side
     policy: Literal["all", "largest", "central"] = "largest"
     margin: float = 0.2  # crop grows by this fraction of the face's side on every side
-    max_face_frames: int = 20  # frames with faces averaged, at an even stride (PAPER.md §5)
+    max_face_frames: int = 20  # frames with faces averaged, at an even stride (docs/method.md §5)
     track_every: int = 5  # search around the previous frame's faces, with a full search every
     #                        track_every-th sampled frame and whenever that finds none (1: always full)
 

@@ -144,7 +144,7 @@ def _positive(block: Any, prefix: str, names: tuple[str, ...]) -> None:
             raise ValueError(f"{prefix}.{name} must be positive, got {value}")
 
 
-# -- the training configuration (defaults: the official MELD recipe, PAPER.md §4) ------------
+# -- the training configuration (defaults: the official MELD recipe, docs/method.md §4) ------------
 
 MODALITIES = ("text", "audio", "visual")
 
@@ -180,7 +180,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes and switches of MultiEMO (PAPER.md §2); defaults are the official MELD model."""
+    """Sizes and switches of MultiEMO (docs/method.md §2); defaults are the official MELD model."""
 
     modalities: tuple[str, ...] = MODALITIES
     text_dim: int = 768
@@ -218,7 +218,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The objective ``ce_weight·CE + swfc_weight·SWFC + hgr_weight·SoftHGR`` (PAPER.md §3)."""
+    """The objective ``ce_weight·CE + swfc_weight·SWFC + hgr_weight·SoftHGR`` (docs/method.md §3)."""
 
     ce_weight: float = 0.4
     swfc_weight: float = 0.3

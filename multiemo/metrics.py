@@ -2,7 +2,7 @@
 
 Scores are **fractions** in ``[0, 1]`` here; reports and tables multiply by 100 (the paper's
 tables are in percent). Weighted-F1 is scikit-learn's ``f1_score(average="weighted")``, the
-paper's headline metric (PAPER.md §1): per-class F1 averaged with the classes' true counts as
+paper's headline metric (docs/method.md §1): per-class F1 averaged with the classes' true counts as
 weights. Macro-F1 averages the F1 of all ``num_classes`` classes equally; a class that never
 occurs in ``y_true`` nor in ``y_pred`` scores 0 there (scikit-learn's ``zero_division=0``).
 Every score is computed from the confusion matrix (one ``bincount``), the same arithmetic for

@@ -1,6 +1,6 @@
 """Per-class reports of a run, and of several runs (mean ± std), beside the paper's numbers.
 
-A report scores one split of one run: per-class F1 in the paper's column order (PAPER.md §1),
+A report scores one split of one run: per-class F1 in the paper's column order (docs/method.md §1),
 weighted-F1 (the headline metric), accuracy and macro-F1, all in **percent** with 2 decimals in
 tables (the JSON keeps full precision, also in percent), and a 95% bootstrap interval of
 weighted-F1 that resamples whole dialogues (utterances of one conversation are not
@@ -71,7 +71,7 @@ def summary_columns(dataset: str, labels: Sequence[str]) -> tuple[str, ...]:
     return tuple([primary] + [c for c in columns if c != primary])
 _N = None  # "-" in the paper's tables: not reported
 
-# PAPER.md §7: the published tables (per-class F1 in label-index order, then weighted-F1), in %.
+# docs/method.md §7: the published tables (per-class F1 in label-index order, then weighted-F1), in %.
 PAPER_ROWS: dict[str, dict[str, Any]] = {
     "meld": {
         "source": "Shi & Huang, ACL 2023, Table 2 (MELD test)",

@@ -1,4 +1,4 @@
-"""Losses (PAPER.md §3) against slow, literal oracles written straight from the equations.
+"""Losses (docs/method.md §3) against slow, literal oracles written straight from the equations.
 
 The oracles loop in Python over anchors, positives, utterances and features, in float64, and
 are compared with the vectorised float32 losses for values and for gradients.

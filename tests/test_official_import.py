@@ -1,4 +1,4 @@
-"""The official-pickle importer on small fake pickles in the released layout (PAPER.md §6.1)."""
+"""The official-pickle importer on small fake pickles in the released layout (docs/method.md §6.1)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ file holds more than it (IEMOCAP's dialogue-long avi); absent, the whole file is
 
 ``speaker_vocab`` fixes the speaker index of every speaker name (IEMOCAP: ``["M", "F"]``); when it
 is null, a speaker's index is the order in which speakers first speak in their dialogue (MELD, as
-in the released features, PAPER.md §6.1).
+in the released features, docs/method.md §6.1).
 
 >>> utt = Utterance(id="d0_u0", speaker="A", label=1)
 >>> corpus = Corpus("toy", ("neg", "pos"), (Dialogue("d0", "train", (utt,)),))

@@ -1,6 +1,6 @@
 """Read IEMOCAP from its release layout into a :class:`~multiemo.data.corpus.Corpus` (6 classes).
 
-Layout under ``root`` (PAPER.md §6.2)::
+Layout under ``root`` (docs/method.md §6.2)::
 
     Session{1..5}/dialog/transcriptions/<dialog>.txt   Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.
     Session{1..5}/dialog/EmoEvaluation/<dialog>.txt    [6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5, 2.5, 2.5]

@@ -1,4 +1,4 @@
-"""Import the feature pickles released with the official MultiEMO code (PAPER.md §6.1).
+"""Import the feature pickles released with the official MultiEMO code (docs/method.md §6.1).
 
 ``multiemo import-official --dataset {meld,iemocap} --src DIR --out DIR`` reads
 
@@ -67,7 +67,7 @@ class UntrustedPickleWarning(UserWarning):
 def _load_pickle(path: Path) -> Any:
     if not path.is_file():
         raise OfficialImportError(f"{path} does not exist (expected the released "
-                                  f"{path.name} of PAPER.md §6.1)")
+                                  f"{path.name} of docs/method.md §6.1)")
     try:
         with path.open("rb") as fh:
             # latin-1 reads Python 2 str (IEMOCAP) and numpy arrays pickled under Python 2
@@ -191,7 +191,7 @@ def read_official(dataset: str, src: str | Path
         corpus order with their ``(N, D)`` float32 features.
 
     Raises:
-        OfficialImportError: a missing or unreadable file, a layout that differs from PAPER.md
+        OfficialImportError: a missing or unreadable file, a layout that differs from docs/method.md
             §6.1, lengths that disagree between speakers, labels and features, a label outside
             the class set, a speaker the speaker vector cannot hold, NaN or inf in features
             (with the utterance ids); each names the file and dialogue.
@@ -273,7 +273,7 @@ def read_official(dataset: str, src: str | Path
                                       f"{' ...' if bad.size > 10 else ''}")
         out[modality] = (ids, matrix)
     unused = len(set(labels_by) - set(train) - set(test))
-    info = {"source": "official MultiEMO feature pickles (PAPER.md §6.1)", "src": str(src),
+    info = {"source": "official MultiEMO feature pickles (docs/method.md §6.1)", "src": str(src),
             "dialogues_in_neither_split": unused}
     if dataset == "meld":
         info["speaker_vector_size"] = width

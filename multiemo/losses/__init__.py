@@ -1,4 +1,4 @@
-"""MultiEMO training losses (PAPER.md §3): SWFC, Soft-HGR, cross-entropy and their sum.
+"""MultiEMO training losses (docs/method.md §3): SWFC, Soft-HGR, cross-entropy and their sum.
 
 All losses take the real (unpadded) utterances of a batch, flattened to ``(N, ...)``, and
 compute in float32 with autocast switched off, whatever the input dtype. Move the modules to

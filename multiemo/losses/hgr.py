@@ -1,4 +1,4 @@
-"""Soft-HGR loss between the fused modality features (PAPER.md §3.2, Eq. 20), two variants.
+"""Soft-HGR loss between the fused modality features (docs/method.md §3.2, Eq. 20), two variants.
 
 For every pair (Q, V) of modality features, each ``(N, D)`` over the N utterances of a batch,
 Soft-HGR rewards correlation: ``E[QᵀV] − ½ tr(cov(Q) cov(V))``; the loss is its negated sum.
@@ -68,7 +68,7 @@ def _pair_paper(q: Tensor, v: Tensor) -> Tensor:
 
 
 def soft_hgr_loss(features: Sequence[Tensor], variant: str = "official") -> Tensor:
-    """Soft-HGR loss summed over all pairs of modality features (PAPER.md §3.2, Eq. 20).
+    """Soft-HGR loss summed over all pairs of modality features (docs/method.md §3.2, Eq. 20).
 
     Args:
         features (Sequence[Tensor]): one ``(N, D)`` tensor per modality (same N and D), e.g.

@@ -1,4 +1,4 @@
-"""Cross-entropy and the combined MultiEMO objective (PAPER.md §3.3, Eqs. 21–22).
+"""Cross-entropy and the combined MultiEMO objective (docs/method.md §3.3, Eqs. 21–22).
 
 ``total = ce_weight·CE + swfc_weight·SWFC + hgr_weight·SoftHGR``, three free coefficients as in
 the released code (the paper writes them μ1, μ2, 1 − μ1 − μ2 and puts a common 1/N in front,
@@ -73,7 +73,7 @@ def weighted_cross_entropy(logits: Tensor, labels: Tensor, weight: Tensor | None
 
 
 class MultiEMOLoss(nn.Module):
-    """The training objective of MultiEMO: weighted CE + SWFC + Soft-HGR (PAPER.md §3).
+    """The training objective of MultiEMO: weighted CE + SWFC + Soft-HGR (docs/method.md §3).
 
     Args:
         class_counts (Sequence[int]): training-set label counts per class (for the SWFC

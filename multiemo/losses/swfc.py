@@ -1,4 +1,4 @@
-"""Sample-Weighted Focal Contrastive loss, SWFC (PAPER.md §3.1, Eqs. 18–19), vectorised.
+"""Sample-Weighted Focal Contrastive loss, SWFC (docs/method.md §3.1, Eqs. 18–19), vectorised.
 
 Over the N utterances of a batch, with ``z`` L2-normalised, anchor ``j`` and every *other*
 utterance ``g``::
@@ -81,7 +81,7 @@ def swfc_class_weights(counts: Sequence[int], alpha: float) -> Tensor:
 
 
 class SWFCLoss(nn.Module):
-    """Sample-Weighted Focal Contrastive loss (PAPER.md §3.1, Eqs. 18–19).
+    """Sample-Weighted Focal Contrastive loss (docs/method.md §3.1, Eqs. 18–19).
 
     Args:
         class_weights (Tensor): ``(C,)`` per-class weights ``w_c``, e.g. from

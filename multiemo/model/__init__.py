@@ -1,4 +1,4 @@
-"""The MultiEMO network: DialogueRNN context, MultiAttn fusion, classifier (PAPER.md §2)."""
+"""The MultiEMO network: DialogueRNN context, MultiAttn fusion, classifier (docs/method.md §2)."""
 
 from multiemo.model.multiemo import MultiEMO, MultiEMOOutput, build_model, count_parameters
 

@@ -1,4 +1,4 @@
-"""Multi-head cross-attention with a key mask, and one MultiAttn layer (PAPER.md §2.2, Eqs. 2–12).
+"""Multi-head cross-attention with a key mask, and one MultiAttn layer (docs/method.md §2.2, Eqs. 2–12).
 
 Unlike the released code, attention never looks at padded utterances (nor at utterances whose
 vector in the key modality is absent): their keys are masked out, so appending padding to a

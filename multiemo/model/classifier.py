@@ -1,4 +1,4 @@
-"""Classifier over the fused utterance representation (PAPER.md §2.3, Eqs. 13–17)."""
+"""Classifier over the fused utterance representation (docs/method.md §2.3, Eqs. 13–17)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DialogueRNN context encoder (Majumder et al., AAAI 2019) as MultiEMO uses it (PAPER.md §2.1).
+"""DialogueRNN context encoder (Majumder et al., AAAI 2019) as MultiEMO uses it (docs/method.md §2.1).
 
 Sizes D_g = D_p = D_e = D_h = ``dim``, listener state off, "simple" attention. Per step t, for the
 batch of dialogues:
@@ -344,7 +344,7 @@ def reverse_within_length(x: Tensor, lengths: Tensor) -> Tensor:
 
 
 class ContextEncoder(nn.Module):
-    """DialogueRNN one way (MELD) or both ways (IEMOCAP), with the output layer of PAPER.md §2.1.
+    """DialogueRNN one way (MELD) or both ways (IEMOCAP), with the output layer of docs/method.md §2.1.
 
     Forward only: ``ReLU(Dropout(e))``. Both ways: the backward DialogueRNN reads each dialogue
     reversed within its true length, and ``ReLU(Dropout(Linear([e_fwd ; e_bwd])))``.

@@ -1,4 +1,4 @@
-"""MultiAttn: one stack of cross-attention layers per modality (PAPER.md §2.2).
+"""MultiAttn: one stack of cross-attention layers per modality (docs/method.md §2.2).
 
 Every stack reads the same unfused unimodal sequences as its keys and values; only its queries
 carry the stack's own output from layer to layer. The stacks share no weights. The order of the

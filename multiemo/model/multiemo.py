@@ -1,4 +1,4 @@
-"""MultiEMO: per-modality projection and context, MultiAttn fusion, classifier (PAPER.md §2).
+"""MultiEMO: per-modality projection and context, MultiAttn fusion, classifier (docs/method.md §2).
 
 Only modules that take part in the forward pass are built (the released model also builds a text
 DialogueRNN on MELD that it never runs), so the parameter count is the count of parameters that
