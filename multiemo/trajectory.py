@@ -4,14 +4,19 @@
 :func:`dialogue_plot_name`, so files sort in input order) and one corpus-level
 ``OUT/plots/label_distribution.png``:
 
-* :func:`plot_dialogue`: the utterances ``1..U`` along the x axis and the model's class
-  probabilities stacked above them (one coloured band per class, so each column sums to the
-  probability mass of that utterance, normally 1). A strip under the plot gives each utterance's
-  speaker (one colour per speaker, the name written in the cell). Where the gold label is known, a
-  black dot sits in the middle of the gold class's band: a dot in a wide band is an utterance the
-  model got right with confidence, a dot on a hairline band one it missed. Predicted labels, when
-  given, are marked with a cross in the middle of their band (a cross on a dot: a correct
-  prediction). The title is the dialogue id.
+* :func:`plot_dialogue`: the utterances along the x axis, at their positions ``0..U-1`` in the
+  dialogue (the ``position`` column of ``predictions.csv``), and the model's class probabilities
+  stacked above them: one coloured band per class, the first label at the bottom, so each column
+  sums to the probability mass of that utterance, normally 1 (rows that do not sum to 1 are drawn
+  as given, not rescaled, and the y axis grows to the largest sum). The legend lists the classes
+  in the order of the stack as it is read, top band first, then the markers. A strip under the
+  plot gives each utterance's speaker (one colour per speaker, the name written in the cell).
+  Where the gold label is known, a black dot sits in the middle of the gold class's band: a dot in
+  a wide band is an utterance the model got right with confidence, a dot on a hairline band one it
+  missed; the legend has a "gold" entry only when at least one gold label is known. Predicted
+  labels, when given, are marked with a cross in the middle of their band (a cross on a dot: a
+  correct prediction). The title is the dialogue id. :func:`dialogue_figure` returns the same
+  figure unsaved, for callers that want to add to it.
 * :func:`plot_label_distribution`: a bar per class with the number of utterances predicted as that
   class, beside a bar with the gold count when the gold labels are known.
 
@@ -32,7 +37,7 @@ import numpy as np
 
 from multiemo.data.atomic import atomic_path
 
-__all__ = ["plot_dialogue", "plot_label_distribution", "dialogue_plot_name"]
+__all__ = ["plot_dialogue", "dialogue_figure", "plot_label_distribution", "dialogue_plot_name"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _NAME_CHARS = 80  # of the id, in a file name
@@ -132,16 +137,38 @@ def _short(text: str, limit: int) -> str:
 def plot_dialogue(path, dialogue_id: str, labels: Sequence[str], probabilities: np.ndarray,
                   speakers: Sequence[str], gold: Sequence[str | None] | None = None,
                   predicted: Sequence[str] | None = None) -> Path:
-    """Draw one dialogue's emotional trajectory as a PNG.
-
-    The class probabilities are stacked over the utterances ``1..U`` (one band per class, legend
-    right of the plot); a strip below names each utterance's speaker (one colour per speaker); a
-    black dot marks the gold class's band where the gold label is known, a cross the predicted
-    class's band where ``predicted`` is given. The figure grows ~0.3 inch per utterance
-    (capped at 32 inches, readable up to ~100 utterances).
+    """Draw one dialogue's emotional trajectory as a PNG: :func:`dialogue_figure`, saved.
 
     Args:
         path: the PNG to write (parent folders are created; written atomically).
+        dialogue_id, labels, probabilities, speakers, gold, predicted: as :func:`dialogue_figure`.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: a shape that does not fit, or a gold / predicted label not in ``labels``.
+    """
+    fig = dialogue_figure(dialogue_id, labels, probabilities, speakers, gold, predicted)
+    return _save(fig, _pyplot(), Path(path))
+
+
+def dialogue_figure(dialogue_id: str, labels: Sequence[str], probabilities: np.ndarray,
+                    speakers: Sequence[str], gold: Sequence[str | None] | None = None,
+                    predicted: Sequence[str] | None = None):
+    """One dialogue's emotional trajectory as a matplotlib figure (the caller closes it).
+
+    The class probabilities are stacked over the utterance positions ``0..U-1`` (the ``position``
+    column of ``predictions.csv``), the first label at the bottom; the legend, right of the plot,
+    lists the classes top band first (the order in which the stack is read), then "gold" (only when
+    some gold label is known) and "predicted" (when ``predicted`` is given). A strip below names
+    each utterance's speaker (one colour per speaker); a black dot marks the gold class's band
+    where the gold label is known, a cross the predicted class's band. Rows are drawn as given:
+    a row that does not sum to 1 makes a column of that height, and the y axis reaches the largest
+    row sum. The figure grows ~0.3 inch per utterance (capped at 32 inches, readable up to ~100
+    utterances).
+
+    Args:
         dialogue_id: the plot's title.
         labels: class names in column order of ``probabilities``.
         probabilities: ``(U, C)`` non-negative class probabilities, ``C == len(labels)``, one row
@@ -151,7 +178,7 @@ def plot_dialogue(path, dialogue_id: str, labels: Sequence[str], probabilities: 
         predicted: ``U`` predicted labels (names from ``labels``, e.g. the argmax); or None.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        The :class:`matplotlib.figure.Figure`: the stacked axes first, then the speaker strip.
 
     Raises:
         ValueError: a shape that does not fit, or a gold / predicted label not in ``labels``.
@@ -172,22 +199,23 @@ def plot_dialogue(path, dialogue_id: str, labels: Sequence[str], probabilities: 
     width = min(_MAX_WIDTH, 3.0 + max(5.0, _INCH_PER_UTTERANCE * n_utt))
     fig, (ax, strip) = plt.subplots(2, 1, figsize=(width, 4.6), sharex=True,
                                     gridspec_kw={"height_ratios": [4.0, 1.0], "hspace": 0.05})
-    x = np.arange(1, n_utt + 1)
+    x = np.arange(n_utt)  # the utterances' positions, as predictions.csv counts them
     # Each row is held flat half an utterance beyond the first and the last one, so that the bands
     # fill the axes (and a 1-utterance dialogue still shows a column).
-    xs = np.concatenate([[0.5], x, [n_utt + 0.5]])
+    xs = np.concatenate([[-0.5], x, [n_utt - 0.5]])
     ys = np.concatenate([probs[:1], probs, probs[-1:]]).T
     ax.stackplot(xs, ys, colors=colours, labels=labels, edgecolor="white", linewidth=0.4)
     lower = np.cumsum(probs, axis=1) - probs  # bottom of each class's band, per utterance
 
-    handles = [Patch(facecolor=c, edgecolor="white", label=label) for c, label in zip(colours, labels)]
-    if gold_idx is not None:
-        known = [(i, g) for i, g in enumerate(gold_idx) if g is not None]
-        if known:
-            ax.scatter([i + 1 for i, _ in known], [lower[i, g] + probs[i, g] / 2 for i, g in known],
-                       s=36, c="black", edgecolors="white", linewidths=0.8, zorder=4)
+    # The legend reads like the stack, top band first (the last label is drawn on top).
+    handles = [Patch(facecolor=c, edgecolor="white", label=label)
+               for c, label in reversed(list(zip(colours, labels)))]
+    known = [] if gold_idx is None else [(i, g) for i, g in enumerate(gold_idx) if g is not None]
+    if known:  # unlabelled input (every gold label None) gets no "gold" entry
+        ax.scatter([i for i, _ in known], [lower[i, g] + probs[i, g] / 2 for i, g in known],
+                   s=36, c="black", edgecolors="white", linewidths=0.8, zorder=4)
         handles.append(Line2D([], [], linestyle="", marker="o", markersize=6, color="black",
-                              markeredgecolor="white", label="gold label"))
+                              markeredgecolor="white", label="gold"))
     if pred_idx is not None:
         ax.scatter(x, [lower[i, p] + probs[i, p] / 2 for i, p in enumerate(pred_idx)], s=30,
                    marker="x", c="white", linewidths=1.6, zorder=5)
@@ -197,7 +225,7 @@ def plot_dialogue(path, dialogue_id: str, labels: Sequence[str], probabilities: 
                               label="predicted"))
 
     top = max(1.0, float(probs.sum(axis=1).max()))
-    ax.set_xlim(0.5, n_utt + 0.5)
+    ax.set_xlim(-0.5, n_utt - 0.5)
     ax.set_ylim(0.0, top * 1.001)
     ax.set_ylabel("probability")
     ax.set_title(_short(str(dialogue_id), 120), fontsize=11)
@@ -213,7 +241,7 @@ def plot_dialogue(path, dialogue_id: str, labels: Sequence[str], probabilities: 
               edgecolor="white", linewidth=0.8)
     fontsize = 8 if n_utt <= 40 else 7
     for i, speaker in enumerate(speakers):
-        strip.text(i + 1, 0.5, _short(speaker, _SPEAKER_CHARS), rotation=90, ha="center",
+        strip.text(i, 0.5, _short(speaker, _SPEAKER_CHARS), rotation=90, ha="center",
                    va="center", fontsize=fontsize, clip_on=True)
     strip.set_ylim(0.0, 1.0)
     strip.set_yticks([])
@@ -221,11 +249,11 @@ def plot_dialogue(path, dialogue_id: str, labels: Sequence[str], probabilities: 
     for side in ("top", "right", "left"):
         strip.spines[side].set_visible(False)
     step = 1 if n_utt <= 60 else 5
-    ticks = [t for t in x if t == 1 or t % step == 0]
+    ticks = [int(t) for t in x if t % step == 0]
     strip.set_xticks(ticks, [str(t) for t in ticks], fontsize=fontsize)
-    strip.set_xlabel("utterance")
+    strip.set_xlabel("utterance position")
     fig.subplots_adjust(left=1.0 / width, right=1.0 - 1.5 / width, top=0.92, bottom=0.13)
-    return _save(fig, plt, Path(path))
+    return fig
 
 
 def _check_counts(counts: Sequence[int], name: str, labels: Sequence[str]) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Emotion-trajectory plots: valid PNGs for short and long dialogues, input checks, file names."""
+"""Emotion-trajectory plots: valid PNGs for short and long dialogues, what the figure shows (x axis,
+legend, bands) read back from the matplotlib figure, input checks, file names."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from multiemo.data.corpus import MELD_LABELS
-from multiemo.trajectory import dialogue_plot_name, plot_dialogue, plot_label_distribution
+from multiemo.trajectory import (dialogue_figure, dialogue_plot_name, plot_dialogue,
+                                  plot_label_distribution)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LABELS = list(MELD_LABELS)
@@ -36,6 +38,45 @@ def _no_temporaries(folder: Path) -> None:
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.fixture
+def figure():
+    """``figure(*args, **kwargs)``: :func:`dialogue_figure`, drawn; every figure closed after."""
+    import matplotlib.pyplot as plt
+
+    made = []
+
+    def make(*args, **kwargs):
+        fig = dialogue_figure(*args, **kwargs)
+        fig.canvas.draw()
+        made.append(fig)
+        return fig
+    yield make
+    for fig in made:
+        plt.close(fig)
+
+
+def _bands(ax):
+    """The stacked bands (not the marker scatters), in drawing order: first label first."""
+    from matplotlib.collections import PathCollection
+    return [c for c in ax.collections if not isinstance(c, PathCollection)]
+
+
+def _band_top(band, x: float) -> float:
+    """The upper edge of a stacked band at ``x`` (a vertex of its outline)."""
+    vertices = band.get_paths()[0].vertices
+    return float(vertices[np.isclose(vertices[:, 0], x), 1].max())
+
+
+def _markers(ax) -> list[np.ndarray]:
+    """The (x, y) centres of each marker scatter: gold dots, then the predicted crosses."""
+    from matplotlib.collections import PathCollection
+    return [np.asarray(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection)]
+
+
+def _legend(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 # -- plot_dialogue ------------------------------------------------------------------------------
 
 def test_dialogue_plot_with_gold_and_predictions(tmp_path):
@@ -60,10 +101,65 @@ def test_dialogue_of_one_and_of_sixty_utterances(tmp_path):
     assert long.shape[1] <= 3200  # ... up to a cap
 
 
-def test_dialogue_without_gold_and_with_unnormalised_rows(tmp_path):
+def test_dialogue_without_gold_and_with_unnormalised_rows(tmp_path, figure):
+    """Rows that do not sum to 1 are drawn as given, not rescaled: a column as high as its row's
+    sum, the y axis up to the largest sum, the gold dot in the middle of the unscaled band."""
     probs = np.array([[2.0, 1.0, 0, 0, 0, 0, 0], [0.5, 0.5, 0, 0, 0, 0, 0]])  # logits-like rows
     speakers = np.array(["A", "B"])  # any sequence of names
     _read_png(plot_dialogue(tmp_path / "x.png", "x", tuple(LABELS), probs.tolist(), speakers))
+    ax = figure("x", tuple(LABELS), probs.tolist(), speakers).axes[0]
+    assert "gold" not in _legend(ax) and not _markers(ax)  # no gold given: no dots, no entry
+    bands = _bands(ax)
+    assert len(bands) == len(LABELS)
+    # each band's upper edge is the running sum of its row: 2, 3, 3, ... and 0.5, 1, 1, ...
+    for position, row in enumerate(probs):
+        tops = [_band_top(band, position) for band in bands]
+        np.testing.assert_allclose(tops, np.cumsum(row))
+    assert ax.get_ylim()[1] == pytest.approx(3.0, rel=0.01)  # the tallest column fits, no more
+    gold = [LABELS[0], LABELS[1]]
+    ax = figure("x", LABELS, probs, ["A", "B"], gold=gold).axes[0]
+    (dots,) = _markers(ax)
+    np.testing.assert_allclose(dots, [[0, 1.0], [1, 0.75]])  # middles of [0, 2] and [0.5, 1]
+    normalised = figure("n", LABELS, probs / probs.sum(axis=1, keepdims=True), ["A", "B"]).axes[0]
+    assert normalised.get_ylim()[1] == pytest.approx(1.0, rel=0.01)
+
+
+def test_x_axis_shows_the_positions_of_predictions_csv(figure):
+    """Positions count from 0, as the ``position`` column of predictions.csv does."""
+    probs = _probs(5)
+    gold = [None, LABELS[2], None, None, LABELS[0]]
+    predicted = [LABELS[i] for i in probs.argmax(axis=1)]
+    fig = figure("d", LABELS, probs, ["A", "B", "A", "B", "A"], gold=gold, predicted=predicted)
+    ax, strip = fig.axes
+    assert [t.get_text() for t in strip.get_xticklabels()] == ["0", "1", "2", "3", "4"]
+    assert list(strip.get_xticks()) == [0, 1, 2, 3, 4]
+    assert ax.get_xlim() == (-0.5, 4.5) and strip.get_xlabel() == "utterance position"
+    dots, crosses, _ = _markers(ax)  # the crosses are drawn twice (white under black)
+    assert list(dots[:, 0]) == [1, 4] and list(crosses[:, 0]) == [0, 1, 2, 3, 4]
+    assert [t.get_text() for t in strip.texts] == ["A", "B", "A", "B", "A"]
+    assert [t.get_position()[0] for t in strip.texts] == [0, 1, 2, 3, 4]
+    long = figure("long", LABELS, _probs(70), ["A"] * 70).axes[1]  # a tick every 5th position
+    assert [t.get_text() for t in long.get_xticklabels()] == [str(i) for i in range(0, 70, 5)]
+
+
+def test_legend_follows_the_stack_and_names_gold_only_with_labels(figure):
+    """Top band first (the last label is stacked on top), then the markers; "gold" only when
+    some gold label is known, "predicted" only with predictions."""
+    probs, speakers = _probs(4), ["A", "B", "A", "B"]
+    predicted = [LABELS[i] for i in probs.argmax(axis=1)]
+    top_first = LABELS[::-1]
+    unlabelled = figure("u", LABELS, probs, speakers, gold=[None] * 4, predicted=predicted).axes[0]
+    assert _legend(unlabelled) == [*top_first, "predicted"]  # what predict gives unlabelled input
+    labelled = figure("l", LABELS, probs, speakers, gold=[None, "joy", None, None],
+                      predicted=predicted).axes[0]
+    assert _legend(labelled) == [*top_first, "gold", "predicted"]
+    assert _legend(figure("b", LABELS, probs, speakers).axes[0]) == top_first
+    # the legend's first entry has the colour of the band on top, and so on down the stack
+    bands = _bands(labelled)
+    handles = labelled.get_legend().legend_handles[:len(LABELS)]
+    assert [tuple(h.get_facecolor()) for h in handles] == \
+        [tuple(b.get_facecolor()[0]) for b in reversed(bands)]
+    assert _band_top(bands[-1], 0) == pytest.approx(probs[0].sum())  # the last band is the top
 
 
 @pytest.mark.parametrize("probs, speakers, match", [
