@@ -39,6 +39,8 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
+from multiemo.config import resolve_path
+
 __all__ = ["MediaError", "MediaInfo", "FrameSample", "probe", "load_audio", "sample_frames",
            "resolve_media", "check_complete", "SPAN_TOLERANCE"]
 
@@ -90,11 +92,11 @@ class FrameSample:
 
 
 def resolve_media(root: str | Path | None, relative: str | None, what: str = "media") -> Path:
-    """The path of an utterance's media file under the media root (absolute paths stay)."""
+    """The path of an utterance's media file under the media root (absolute paths stay; no
+    root: the path as the corpus gives it, i.e. relative to the working folder)."""
     if not relative:
         raise MediaError("<none>", f"the utterance has no {what} file in the corpus")
-    path = Path(relative)
-    return path if path.is_absolute() or root is None else Path(root) / path
+    return Path(relative) if root is None else resolve_path(root, relative)
 
 
 # -- opening and probing -----------------------------------------------------------------------

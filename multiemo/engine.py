@@ -12,6 +12,9 @@ these three steps, so there is one rule for each thing (selection, checkpoints, 
   the report.
 
 The test split is read only by :func:`test`: the data of a split is loaded when first asked for.
+
+:func:`opened_run` gives a run folder to train in (its lock, its ``train.log``, its record
+written by :func:`start_run`); the run record itself is :mod:`multiemo.run`'s.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from multiemo.config import Config, resolve_device, set_num_threads, to_dict
+from multiemo.config import Config, resolve_device, resolve_path, set_num_threads, to_dict
 from multiemo.data.atomic import atomic_path, atomic_write_text
 from multiemo.data.corpus import Corpus
 from multiemo.data.datasets import excluded_class_index, primary_metric
@@ -39,10 +42,11 @@ from multiemo.errors import UserError
 from multiemo.losses import MultiEMOLoss, build_loss
 from multiemo.metrics import classification_scores
 from multiemo.model import MultiEMO, build_model, count_parameters
-from multiemo.run import RunDir, RunError
+from multiemo.logs import run_log
+from multiemo.run import Resume, RunDir, RunError, ScoredFrom, Stopped
 
 __all__ = ["Prepared", "DataCache", "Training", "build_training", "FitResult",
-           "fit", "test", "score_validation", "start_run", "Diverged", "runtime", "loader", "run_epoch", "predict",
+           "fit", "test", "score_validation", "start_run", "opened_run", "Diverged", "runtime", "loader", "run_epoch", "predict",
            "save_predictions", "load_checkpoint", "save_checkpoint"]
 
 log = logging.getLogger("multiemo")
@@ -60,7 +64,7 @@ class Prepared:
 
     def __init__(self, cfg: Config) -> None:
         root = Path(cfg.data.root)
-        path = Path(cfg.data.corpus) if Path(cfg.data.corpus).is_absolute() else root / cfg.data.corpus
+        path = resolve_path(root, cfg.data.corpus)
         self.corpus = Corpus.load(path)
         if len(self.corpus.labels) != cfg.model.num_classes:
             raise DataError(f"{path}: the corpus has {len(self.corpus.labels)} classes "
@@ -315,7 +319,7 @@ def fit(t: Training, run: RunDir, resume: bool = False,
         log.info("resuming %s after epoch %d", run.path, state["epoch"])
     run.write_history(history)  # mirrors the checkpointed history, whatever a kill left behind
     train_set, valid_set = t.data.dataset("train"), t.data.dataset("valid")
-    run.update_info(status="running", best_epoch=best["epoch"], select_metric=metric)
+    run.update(status="running", best_epoch=best["epoch"], select_metric=metric)
     log.info("%s; test is read only after the last epoch", t.data.accounting())
     valid_loader = loader(valid_set, cfg.train.batch_size)
     last_epoch = start_epoch - 1
@@ -327,7 +331,7 @@ def fit(t: Training, run: RunDir, resume: bool = False,
         train_loader = loader(train_set, cfg.train.batch_size, shuffle_seed=seed * 100_003 + epoch)
         train_metrics = run_epoch(t.model, t.criterion, train_loader, t.device, t.amp, t.optimizer, t.exclude)
         if not math.isfinite(train_metrics["loss"]):
-            run.update_info(status="failed", error=f"training loss {train_metrics['loss']} at epoch {epoch}")
+            run.update(status="failed", error=f"training loss {train_metrics['loss']} at epoch {epoch}")
             raise Diverged(f"{run.path}: the training loss is {train_metrics['loss']} at epoch {epoch}: "
                            f"the run diverged and is marked failed (try a lower train.lr)")
         valid_metrics = run_epoch(t.model, t.criterion, valid_loader, t.device, t.amp, exclude=t.exclude)
@@ -364,10 +368,9 @@ def fit(t: Training, run: RunDir, resume: bool = False,
         log.info("stopping after epoch %d: validation %s has not improved for %d epochs (best %.2f "
                  "at epoch %d)", last_epoch, metric, last_epoch - best["epoch"], 100 * best["score"],
                  best["epoch"])
-    run.update_info(best_epoch=best["epoch"], **{f"valid_{metric}": best["score"]},
-                    stopped={"reason": reason, "epoch": last_epoch, "best_epoch": best["epoch"],
-                             "patience": cfg.train.patience, "min_epochs": cfg.train.min_epochs,
-                             "max_epochs": cfg.train.epochs})
+    run.update(best_epoch=best["epoch"], valid_score=best["score"],
+               stopped=Stopped(reason, last_epoch, best["epoch"], patience=cfg.train.patience,
+                               min_epochs=cfg.train.min_epochs, max_epochs=cfg.train.epochs))
     return FitResult(best["epoch"], best["score"], metric, history, best_state,
                      stopped_epoch=last_epoch, stop_reason=reason)
 
@@ -431,33 +434,54 @@ def test(t: Training, run: RunDir, checkpoint: str = "best", out: RunDir | None 
     scored = {"checkpoint": checkpoint, "epoch": state["epoch"], "seed": t.cfg.train.seed}
     report = write_report(out.path, golds, probs.argmax(1), labels, t.cfg.dataset, groups=dids,
                           extra={**scored, "best_epoch": state["epoch"] if checkpoint == "best" else None,
-                                 **{k: v for k, v in run.info().items() if k.startswith("valid_")}})
-    out.update_info(scored_from=scored, num_utterances_test=len(uids),
-                    **({"status": "finished"} if out is run else {}))
+                                 **_valid_score(run.record())},
+                          config=to_dict(t.cfg))  # picks the paper row of the run's modalities
+    out.update(scored_from=ScoredFrom(**scored), num_utterances_test=len(uids),
+               **({"status": "finished"} if out is run else {}))
     return report
 
 
 # -- the run record -----------------------------------------------------------------------------
 
+def _valid_score(record) -> dict:
+    """``{"valid_<select_metric>": score}`` of a run record, for its report (empty before fit ends)."""
+    return {record.valid_key: record.valid_score} if record.valid_score is not None else {}
+
+
 def start_run(t: Training, run: RunDir, resume: bool, overrides: list[str]) -> None:
     """Write (or, on resume, update) ``config.yaml`` and ``run.json`` for ``t``."""
     cfg = t.cfg
-    info = run.info()
     run.path.mkdir(parents=True, exist_ok=True)
     if resume and run.exists():
-        resumes = info.get("resumes", []) + [{"at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                               "overrides": list(overrides)}]
+        resume_entry = Resume(time.strftime("%Y-%m-%dT%H:%M:%S"), tuple(overrides))
         _write_config(cfg, run)  # the config now in force, overrides of the resume included
-        run.update_info(resumes=resumes)
+        run.update(resumes=(*run.record().resumes, resume_entry))
         return
     _write_config(cfg, run)
-    atomic_write_text(run.info_path, json.dumps({
-        "dataset": cfg.dataset, "labels": list(t.data.labels), "seed": cfg.train.seed,
-        "device": str(t.device), "amp": t.amp, "num_parameters": count_parameters(t.model),
-        "modalities": list(cfg.model.modalities), "overrides": list(overrides),
-        **t.data.sizes(),
-        "train_class_counts": t.data.dataset("train").class_counts(cfg.model.num_classes),
-        "status": "running", "best_epoch": 0}, indent=1))
+    run.start(dataset=cfg.dataset, labels=t.data.labels, seed=cfg.train.seed, device=str(t.device),
+              amp=t.amp, num_parameters=count_parameters(t.model), modalities=cfg.model.modalities,
+              overrides=overrides, **t.data.sizes(),
+              train_class_counts=t.data.dataset("train").class_counts(cfg.model.num_classes),
+              status="running", best_epoch=0)
+
+
+@contextlib.contextmanager
+def opened_run(cfg: Config, run_dir: str | Path, *, resume: bool = False,
+               overrides: list[str] | None = None, data: Prepared | DataCache | None = None,
+               echo: bool = True) -> Iterator[tuple[RunDir, Training]]:
+    """A run folder ready to train in, and its training: the folder's lock held, its
+    ``train.log`` written (:func:`multiemo.logs.run_log`; ``echo=False`` keeps its lines off the
+    console), threads and determinism set, the training built (``data`` reuses already loaded
+    stores) and ``config.yaml``/``run.json`` written, the ``overrides`` recorded.
+    ``multiemo train`` and a sweep trial both start here."""
+    run = RunDir(run_dir)
+    with run.locked(), run_log(run.log, echo), runtime(cfg):
+        t = build_training(cfg, data)
+        start_run(t, run, resume, overrides or [])
+        log.info("MultiEMO on %s: %s parameters (all used in the forward pass); modalities %s; "
+                 "device %s%s", cfg.dataset, f"{run.record().num_parameters:,}",
+                 ",".join(cfg.model.modalities), t.device, " (bf16 autocast)" if t.amp else "")
+        yield run, t
 
 
 def _write_config(cfg: Config, run: RunDir) -> None:

@@ -25,14 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from multiemo.config import Config, ModelConfig, build, read_yaml, to_dict
+from multiemo.config import (Config, ModelConfig, build, get_dotted, read_yaml, resolve_path,
+                             set_dotted, to_dict)
 from multiemo.data.atomic import follow_umask
 from multiemo.data.corpus import Corpus
 from multiemo.data.splits import ValidationRule
 from multiemo.data.store import FeatureStore, StoreError
 from multiemo.errors import UserError
 from multiemo.recognizer import (CONFIG_NAME, MODEL_FORMAT, MODEL_VERSION, WEIGHTS_NAME,
-                                 FeatureSpec, ModelError, _dotted_set)
+                                 FeatureSpec, ModelError)
 from multiemo.run import RunDir, RunError
 
 __all__ = ["export_run", "run_command", "main"]
@@ -40,15 +41,6 @@ __all__ = ["export_run", "run_command", "main"]
 # settings keys (dotted) of each modality that may name a local model folder or file
 LOCAL_FILES = {"text": ("model",), "audio": ("ssl.model",),
                "visual": ("encoder.model", "faces.model_path")}
-
-
-def _get(tree: dict[str, Any], dotted: str) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -62,9 +54,7 @@ def _copy(src: Path, dst: Path) -> None:
 def _feature_spec(modality: str, cfg: Config, tmp: Path) -> tuple[FeatureSpec, list[str]]:
     """The spec of ``modality`` from its training store, copying the files it needs into
     ``tmp``; and the encoders it names (for the card)."""
-    root = Path(cfg.data.root)
-    rel = Path(getattr(cfg.data, modality))
-    store_path = rel if rel.is_absolute() else root / rel
+    store_path = resolve_path(cfg.data.root, getattr(cfg.data, modality))
     try:
         store = FeatureStore(store_path)
     except StoreError as err:
@@ -89,7 +79,7 @@ def _feature_spec(modality: str, cfg: Config, tmp: Path) -> tuple[FeatureSpec, l
         encoders.append(f"text: {info.get('model', settings.get('model'))}"
                         f"{' (fine-tuned on the training split)' if settings.get('mode') == 'finetune' else ''}")
     for key in LOCAL_FILES[modality]:
-        value = _get(settings, key)
+        value = get_dotted(settings, key)
         if not value or str(value).startswith("pkg:"):
             continue
         src = Path(str(value)).expanduser()
@@ -103,7 +93,7 @@ def _feature_spec(modality: str, cfg: Config, tmp: Path) -> tuple[FeatureSpec, l
         target = f"{modality}/{'encoder' if src.is_dir() else src.name}"
         _copy(src, tmp / target)
         files[key] = target
-        settings = _dotted_set(settings, key, target)  # inside the model folder, not this machine's path
+        settings = set_dotted(settings, key, target)  # inside the model folder, not this machine's path
     if modality != "text":
         encoders.append(f"{modality}: {info.get('extractor', '?')}")
     projection = None
@@ -238,9 +228,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: str = "best") -
         raise RunError(f"{run.path}: status {info.get('status', 'unknown')!r}; export a finished run "
                        f"(its test report goes into the model card)")
     cfg = build(Config, read_yaml(run.config), source=str(run.config))
-    root = Path(cfg.data.root)
-    corpus = Corpus.load(Path(cfg.data.corpus) if Path(cfg.data.corpus).is_absolute()
-                         else root / cfg.data.corpus)
+    corpus = Corpus.load(resolve_path(cfg.data.root, cfg.data.corpus))
     state = load_checkpoint(run.checkpoint(checkpoint))
     network = build_model(cfg.model)
     try:

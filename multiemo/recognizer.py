@@ -51,7 +51,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import torch
 from huggingface_hub import ModelHubMixin
 
-from multiemo.config import ConfigError, ModelConfig, build, resolve_device, set_num_threads
+from multiemo.config import (ConfigError, ModelConfig, build, resolve_device, set_dotted,
+                             set_num_threads)
 from multiemo.data.corpus import Corpus, CorpusError, Dialogue
 from multiemo.errors import UserError
 
@@ -125,17 +126,6 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def _dotted_set(tree: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """A copy of nested ``tree`` with ``a.b.c`` set to ``value``."""
-    out = json.loads(json.dumps(tree))
-    node = out
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return out
-
-
 @dataclass(frozen=True)
 class FeatureSpec:
     """How one modality's features are made: the extraction settings (a job config without its
@@ -165,7 +155,7 @@ class FeatureSpec:
         """The settings with the model folder's files as absolute paths."""
         settings = self.settings
         for key, rel in self.files.items():
-            settings = _dotted_set(settings, key, str((folder / rel).resolve()))
+            settings = set_dotted(settings, key, str((folder / rel).resolve()))
         return settings
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from multiemo.config import resolve_path
 from multiemo.data.corpus import Corpus, CorpusError, Dialogue
 from multiemo.data.splits import DataError, ValidationRule
 from multiemo.data.store import FeatureStore, StoreError
@@ -67,7 +68,7 @@ def open_stores(root: str | Path, paths: dict[str, str], dims: dict[str, int]) -
     """
     stores = {}
     for m, rel in paths.items():
-        path = Path(rel) if Path(rel).is_absolute() else Path(root) / rel
+        path = resolve_path(root, rel)
         store = FeatureStore(path)
         if store.dim != dims[m]:
             raise DataError(f"{path}: {m} vectors have dimension {store.dim} but the config says "

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 import yaml
 
-from multiemo.config import Config, ConfigError, build, read_yaml, to_dict
+from multiemo.config import Config, ConfigError, build, read_yaml, set_dotted, to_dict
 from multiemo.errors import UserError
 
 __all__ = ["SweepError", "Param", "SweepSpec", "FinalSpec", "StudySpec", "load_spec"]
@@ -196,12 +196,7 @@ class SweepSpec:
                 self._try(cfg, path, value, f"study.variants.{name}.{path}")
 
     def _try(self, cfg: dict, path: str, value: Any, where: str) -> None:
-        tree: dict = {}
-        node = tree
-        parts = path.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = list(value) if isinstance(value, tuple) else value
+        tree = set_dotted({}, path, list(value) if isinstance(value, tuple) else value)
         try:
             build(Config, _merge(cfg, tree), source=self.source)
         except ConfigError as err:
