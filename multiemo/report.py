@@ -16,7 +16,12 @@ another on the same utterances, paired by id, with a paired bootstrap over dialo
 ``predictions_<split>.csv`` (no model needed); a folder holding ``seed-*`` subfolders stands for
 all the runs inside them.
 
->>> row = PAPER_ROWS["meld"]["rows"]["MultiEMO"]
+The paper row beside a run is the published row for the run's own modalities and ablation
+(:func:`choose_paper_row`, from the tables of docs/method.md §7 in :data:`PAPER_ROWS`), named
+with the table it comes from; a run that no published row matches gets none, and the report
+says why.
+
+>>> row = PAPER_ROWS["meld"]["tables"]["Table 2"]["rows"]["MultiEMO"]
 >>> row["weighted_f1"], row["per_class_f1"][:2]
 (66.74, [79.95, 60.98])
 >>> aggregate([{"dataset": "d", "split": "test", "labels": ["a", "b"],
@@ -43,10 +48,11 @@ import numpy as np
 
 from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS, atomic_write_text
 from multiemo.data.datasets import excluded_class_index, primary_metric
+from multiemo.config import MODALITIES, LossConfig
 from multiemo.errors import UserError
 from multiemo.metrics import bootstrap_interval, classification_scores, paired_bootstrap
 
-__all__ = ["PAPER_ROWS", "ReportError", "paper_row", "score_report", "write_report", "summary_columns",
+__all__ = ["PAPER_ROWS", "ReportError", "paper_row", "choose_paper_row", "score_report", "write_report", "summary_columns",
            "report_markdown", "report_csv", "aggregate", "format_table", "write_summary",
            "load_run", "find_runs", "compare_groups", "compare_runs", "format_comparison",
            "run_command", "main"]
@@ -70,59 +76,142 @@ def summary_columns(dataset: str, labels: Sequence[str]) -> tuple[str, ...]:
     primary = primary_metric(dataset)
     return tuple([primary] + [c for c in columns if c != primary])
 _N = None  # "-" in the paper's tables: not reported
+_CITE = "Shi & Huang, ACL 2023"
 
-# docs/method.md §7: the published tables (per-class F1 in label-index order, then weighted-F1), in %.
+
+def _rows(*rows: tuple[str, list, float]) -> dict[str, dict]:
+    return {name: {"per_class_f1": f1, "weighted_f1": w} for name, f1, w in rows}
+
+
+# The published tables of docs/method.md §7, the one place the code holds them (per-class F1 in
+# label-index order, then weighted-F1, in %). tests/test_metrics_report.py parses docs/method.md
+# §7 and checks that the two agree.
 PAPER_ROWS: dict[str, dict[str, Any]] = {
     "meld": {
-        "source": "Shi & Huang, ACL 2023, Table 2 (MELD test)",
-        "table": "Table 2",
         "labels": MELD_LABELS,
         "columns": ("Neutral", "Surprise", "Fear", "Sadness", "Joy", "Disgust", "Anger"),
-        "rows": {name: {"per_class_f1": f1, "weighted_f1": w} for name, f1, w in (
-            ("DialogueRNN", [76.23, 49.59, 0.00, 26.33, 54.55, 0.81, 46.76], 58.73),
-            ("MMGCN", [_N] * 7, 58.65),
-            ("UniMSE", [_N] * 7, 65.51),
-            ("MultiEMO w/o VisExtNet", [79.16, 58.22, 24.80, 37.61, 60.65, 31.73, 52.08], 64.89),
-            ("MultiEMO w/o MultiAttn", [77.72, 54.05, 21.76, 33.10, 58.28, 24.80, 49.98], 62.50),
-            ("MultiEMO w/o SWFC", [79.51, 56.54, 20.59, 32.96, 58.52, 25.81, 51.23], 63.83),
-            ("MultiEMO", [79.95, 60.98, 29.67, 41.51, 62.82, 36.75, 54.41], 66.74),
-        )},
+        "tables": {
+            "Table 2": {"caption": "MELD test", "rows": _rows(
+                ("DialogueRNN", [76.23, 49.59, 0.00, 26.33, 54.55, 0.81, 46.76], 58.73),
+                ("MMGCN", [_N] * 7, 58.65),
+                ("UniMSE", [_N] * 7, 65.51),
+                ("MultiEMO w/o VisExtNet", [79.16, 58.22, 24.80, 37.61, 60.65, 31.73, 52.08], 64.89),
+                ("MultiEMO w/o MultiAttn", [77.72, 54.05, 21.76, 33.10, 58.28, 24.80, 49.98], 62.50),
+                ("MultiEMO w/o SWFC", [79.51, 56.54, 20.59, 32.96, 58.52, 25.81, 51.23], 63.83),
+                ("MultiEMO", [79.95, 60.98, 29.67, 41.51, 62.82, 36.75, 54.41], 66.74))},
+            "Table 3": {"caption": "MultiEMO by modalities, MELD test weighted-F1", "rows": _rows(
+                ("text", [_N] * 7, 61.23),
+                ("audio", [_N] * 7, 33.55),
+                ("visual", [_N] * 7, 33.16),
+                ("text+audio", [_N] * 7, 64.21),
+                ("text+visual", [_N] * 7, 63.78),
+                ("text+audio+visual", [_N] * 7, 66.74))},
+        },
     },
     "iemocap": {
-        "source": "Shi & Huang, ACL 2023, Table 1 (IEMOCAP test)",
-        "table": "Table 1",
         "labels": IEMOCAP_LABELS,
         "columns": ("Happiness", "Sadness", "Neutral", "Anger", "Excitement", "Frustration"),
-        "rows": {name: {"per_class_f1": f1, "weighted_f1": w} for name, f1, w in (
-            ("DialogueRNN", [33.18, 78.80, 59.21, 65.28, 71.86, 58.91], 62.75),
-            ("MMGCN", [42.34, 78.67, 61.73, 69.00, 74.33, 62.32], 66.22),
-            ("UniMSE", [_N] * 6, 70.66),
-            ("MultiEMO w/o VisExtNet", [65.06, 84.80, 66.13, 67.98, 76.16, 69.66], 71.72),
-            ("MultiEMO w/o MultiAttn", [55.18, 78.29, 62.06, 63.84, 73.11, 63.98], 66.57),
-            ("MultiEMO w/o SWFC", [59.88, 83.96, 66.57, 67.03, 75.35, 70.04], 71.08),
-            ("MultiEMO", [65.77, 85.49, 67.08, 69.88, 77.31, 70.98], 72.84),
-        )},
+        "tables": {
+            "Table 1": {"caption": "IEMOCAP test", "rows": _rows(
+                ("DialogueRNN", [33.18, 78.80, 59.21, 65.28, 71.86, 58.91], 62.75),
+                ("MMGCN", [42.34, 78.67, 61.73, 69.00, 74.33, 62.32], 66.22),
+                ("UniMSE", [_N] * 6, 70.66),
+                ("MultiEMO w/o VisExtNet", [65.06, 84.80, 66.13, 67.98, 76.16, 69.66], 71.72),
+                ("MultiEMO w/o MultiAttn", [55.18, 78.29, 62.06, 63.84, 73.11, 63.98], 66.57),
+                ("MultiEMO w/o SWFC", [59.88, 83.96, 66.57, 67.03, 75.35, 70.04], 71.08),
+                ("MultiEMO", [65.77, 85.49, 67.08, 69.88, 77.31, 70.98], 72.84))},
+            "Table 3": {"caption": "MultiEMO by modalities, IEMOCAP test weighted-F1", "rows": _rows(
+                ("text", [_N] * 6, 64.48),
+                ("audio", [_N] * 6, 38.89),
+                ("visual", [_N] * 6, 35.37),
+                ("text+audio", [_N] * 6, 69.18),
+                ("text+visual", [_N] * 6, 67.86),
+                ("text+audio+visual", [_N] * 6, 72.84))},
+        },
     },
 }
+_MODALITY_TABLE = "Table 3"  # the table of modality subsets; the other one holds the ablations
 
 
 class ReportError(UserError):
     """A run or set of runs that cannot be reported as asked; names the folder or file."""
 
 
-def paper_row(dataset: str, labels: Sequence[str], model: str = "MultiEMO") -> dict | None:
-    """The paper's row for ``model`` with per-class F1 in the order of ``labels``, or None.
+def paper_row(dataset: str, labels: Sequence[str], model: str = "MultiEMO",
+              table: str | None = None) -> dict | None:
+    """The paper's row ``model`` (of ``table``, default the first table that has it) with
+    per-class F1 in the order of ``labels``, or None.
 
-    None when the dataset has no published table or ``labels`` is not its class set.
+    None when the dataset has no published table, ``labels`` is not its class set, or no table
+    has the row.
+
+    >>> row = paper_row("meld", MELD_LABELS, "text", "Table 3")
+    >>> row["model"], row["table"], row["weighted_f1"], row["per_class_f1"][0]
+    ('MultiEMO, text', 'Table 3', 61.23, None)
     """
-    table = PAPER_ROWS.get(dataset.lower())
-    if table is None or sorted(labels) != sorted(table["labels"]):
+    tables = PAPER_ROWS.get(dataset.lower())
+    if tables is None or sorted(labels) != sorted(tables["labels"]):
         return None
-    row = table["rows"][model]
-    by_name = dict(zip(table["labels"], row["per_class_f1"]))
-    return {"model": model, "source": table["source"], "table": table["table"],
-            "per_class_f1": [by_name[name] for name in labels],
+    name = next((t for t in ([table] if table else tables["tables"])
+                 if model in tables["tables"].get(t, {}).get("rows", {})), None)
+    if name is None:
+        return None
+    found = tables["tables"][name]
+    row = found["rows"][model]
+    by_name = dict(zip(tables["labels"], row["per_class_f1"]))
+    return {"model": f"MultiEMO, {model}" if name == _MODALITY_TABLE else model,
+            "table": name, "source": f"{_CITE}, {name} ({found['caption']})",
+            "per_class_f1": [by_name[label] for label in labels],
             "weighted_f1": row["weighted_f1"]}
+
+
+def choose_paper_row(dataset: str, labels: Sequence[str],
+                     config: dict | None) -> tuple[dict | None, str]:
+    """The published row that compares like with like with a run, and why (or why none).
+
+    ``config`` is the run's resolved configuration as a plain dict (its ``config.yaml``); keys it
+    lacks take the training config's defaults. The row follows the run's modalities and
+    ablation (docs/method.md §7): all three modalities give MultiEMO, "w/o MultiAttn"
+    (``model.fusion: concat``, or the older ``model.multiattn: false``) or "w/o SWFC"
+    (``loss.swfc_weight: 0``) of the dataset's main table; a subset of the modalities with
+    MultiAttn and SWFC gives its weighted-F1 row of Table 3. Nothing else has a published row.
+
+    >>> choose_paper_row("meld", MELD_LABELS, {"model": {"modalities": ["text"]}})[0]["weighted_f1"]
+    61.23
+    >>> choose_paper_row("meld", MELD_LABELS, {"model": {"multiattn": False}})[0]["model"]
+    'MultiEMO w/o MultiAttn'
+    >>> choose_paper_row("meld", MELD_LABELS, {"model": {"modalities": ["audio", "visual"]}})[1]
+    "the paper's Table 3 has no row for the modalities audio+visual"
+    """
+    tables = PAPER_ROWS.get(dataset.lower())
+    if tables is None or sorted(labels) != sorted(tables["labels"]):
+        return None, f"no published table for dataset {dataset!r} with these classes"
+    if config is None:
+        return None, ("the run's configuration is unknown (no config.yaml), so no row can be "
+                      "matched to its modalities and ablation")
+    model = config.get("model") or {}
+    loss = config.get("loss") or {}
+    modalities = [m for m in MODALITIES if m in model.get("modalities", MODALITIES)]
+    fusion = model.get("fusion") or ("multiattn" if model.get("multiattn", True) else "concat")
+    swfc = float(loss.get("swfc_weight", LossConfig.swfc_weight)) > 0
+    subset = "+".join(modalities)
+    if fusion not in ("multiattn", "concat"):
+        return None, f"the paper has no row for model.fusion={fusion}"
+    if len(modalities) == len(MODALITIES):
+        name = {("multiattn", True): "MultiEMO", ("concat", True): "MultiEMO w/o MultiAttn",
+                ("multiattn", False): "MultiEMO w/o SWFC"}.get((fusion, swfc))
+        if name is None:
+            return None, "the paper has no row without both MultiAttn and SWFC"
+        how = "MultiAttn" if fusion == "multiattn" else "concatenation"
+        return paper_row(dataset, labels, name), \
+            f"{subset} with {how} fusion and SWFC " + ("on" if swfc else "off (loss.swfc_weight=0)")
+    if (len(modalities) > 1 and fusion != "multiattn") or not swfc:
+        what = "concat fusion" if fusion != "multiattn" else "no SWFC (loss.swfc_weight=0)"
+        return None, f"the paper's Table 3 row for {subset} uses MultiAttn and SWFC; this run has {what}"
+    row = paper_row(dataset, labels, subset, _MODALITY_TABLE)
+    if row is None:
+        return None, f"the paper's {_MODALITY_TABLE} has no row for the modalities {subset}"
+    return row, f"{subset} alone (the paper gives weighted-F1 only)"
 
 
 def _column_order(dataset: str, labels: Sequence[str]) -> tuple[list[int], list[str]]:
@@ -155,7 +244,8 @@ def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def score_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str],
                  dataset: str, groups: Sequence | None = None, split: str = "test",
-                 extra: dict | None = None, *, n_resamples: int = 1000, seed: int = 0) -> dict:
+                 extra: dict | None = None, *, n_resamples: int = 1000, seed: int = 0,
+                 config: dict | None = None) -> dict:
     """The report dict of :func:`write_report`, without writing anything."""
     labels = [str(name) for name in labels]
     exclude = excluded_class_index(dataset, labels)
@@ -163,6 +253,7 @@ def score_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[
     low, high = bootstrap_interval(y_true, y_pred, groups, n_resamples=n_resamples, seed=seed,
                                    num_classes=len(labels))
     num_dialogues = len({str(g) for g in groups}) if groups is not None else None
+    paper, paper_note = choose_paper_row(dataset, labels, config)
     return {
         "format": REPORT_FORMAT, "version": REPORT_VERSION, "unit": "percent",
         "dataset": dataset, "split": split, "labels": labels,
@@ -178,7 +269,7 @@ def score_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[
                            "seed": seed, "resampled": "dialogues" if groups is not None
                            else "utterances"},
         "confusion_matrix": s["confusion"],
-        "paper": paper_row(dataset, labels),
+        "paper": paper, "paper_note": paper_note,
         "extra": dict(extra or {}),
     }
 
@@ -186,7 +277,7 @@ def score_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[
 def write_report(out_dir: str | Path, y_true: Sequence[int], y_pred: Sequence[int],
                  labels: Sequence[str], dataset: str, groups: Sequence | None = None,
                  split: str = "test", extra: dict | None = None, *, n_resamples: int = 1000,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, config: dict | None = None) -> dict:
     """Score one split and write ``report.{md,csv,json}``, ``confusion_matrix.png`` and
     ``per_class_f1.png`` into ``out_dir``.
 
@@ -194,18 +285,21 @@ def write_report(out_dir: str | Path, y_true: Sequence[int], y_pred: Sequence[in
         out_dir: folder to write into (created).
         y_true, y_pred: class indices into ``labels``.
         labels: class names in index order.
-        dataset: ``meld`` / ``iemocap`` put the paper's MultiEMO row beside ours and the columns
-            in the paper's order; any other name reports in label order without a paper row.
+        dataset: ``meld`` / ``iemocap`` put the columns in the paper's order and a paper row
+            beside ours (see ``config``); any other name reports in label order without one.
         groups: dialogue id per utterance; the bootstrap then resamples dialogues.
         split: name of the split, for titles.
         extra: anything to keep in the JSON under ``"extra"`` (run name, seed, best epoch...).
         n_resamples, seed: of the bootstrap.
+        config: the run's resolved configuration (a plain dict, as in its ``config.yaml``):
+            picks the paper row of the same modalities and ablation
+            (:func:`choose_paper_row`); without it there is no paper row.
 
     Returns:
         The JSON dict (scores in percent).
     """
     report = score_report(y_true, y_pred, labels, dataset, groups, split, extra,
-                          n_resamples=n_resamples, seed=seed)
+                          n_resamples=n_resamples, seed=seed, config=config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
@@ -223,13 +317,35 @@ def _row_cells(report: dict) -> list[str]:
         [_fmt(s[c]) for c in summary_columns(report["dataset"], report["labels"])]
 
 
-def _paper_cells(dataset: str, labels: Sequence[str]) -> tuple[str, list[str]] | None:
-    row = paper_row(dataset, labels)
+def _paper_name(row: dict) -> str:
+    return f"{row['model']} (paper, {row['table']})"
+
+
+def _paper_cells(row: dict | None, dataset: str, labels: Sequence[str]) -> tuple[str, list[str]] | None:
+    """The paper row's name and table cells (weighted-F1 in its column, "-" elsewhere)."""
     if row is None:
         return None
     order, _ = _column_order(dataset, labels)
-    cells = [_fmt(row["per_class_f1"][i]) for i in order] + [_fmt(row["weighted_f1"]), "-", "-"]
-    return f"MultiEMO (paper, {row['table']})", cells
+    columns = summary_columns(dataset, labels)
+    cells = [_fmt(row["per_class_f1"][i]) for i in order] + \
+        [_fmt(row["weighted_f1"]) if c == "weighted_f1" else "-" for c in columns]
+    return _paper_name(row), cells
+
+
+def _paper_line(row: dict | None, note: str) -> str:
+    """The sentence under a table that says where the paper row came from, or why there is none."""
+    if row is None:
+        return f"No paper row: {note}."
+    return f"The paper's row is its reported test result, {row['source']}, for {note}."
+
+
+def _report_paper(report: dict) -> tuple[dict | None, str]:
+    """A report's paper row and note; a report.json from before rows followed the run's
+    modalities has no note, and its row (always the full model's) is not trusted."""
+    if "paper_note" not in report:
+        return None, ("this report was written before the paper row followed the run's "
+                      "modalities: rescore it with `multiemo report`")
+    return report.get("paper"), report["paper_note"]
 
 
 def _header(dataset: str, labels: Sequence[str]) -> list[str]:
@@ -241,7 +357,8 @@ def report_markdown(report: dict, name: str = "ours") -> str:
     """The Markdown of one report: our row, the paper's row, the CI and the class counts."""
     dataset, labels = report["dataset"], report["labels"]
     rows = [[name] + _row_cells(report)]
-    paper = _paper_cells(dataset, labels)
+    row, note = _report_paper(report)
+    paper = _paper_cells(row, dataset, labels)
     if paper is not None:
         rows.append([paper[0]] + paper[1])
     order, columns = _column_order(dataset, labels)
@@ -265,10 +382,7 @@ def report_markdown(report: dict, name: str = "ours") -> str:
              + (f"; micro-F1 over every class but {report['scores']['micro_f1_excludes']!r} "
                 "(the dataset's primary metric)" if "micro_f1" in report["scores"] else "")
              + f". Class counts: {support}."]
-    if paper is None:
-        lines.append(f"No published row for dataset {dataset!r} with these classes.")
-    else:
-        lines.append("The paper's row is its reported test-set result.")
+    lines.append(_paper_line(row, note))
     return "\n".join(lines)
 
 
@@ -285,11 +399,12 @@ def report_csv(report: dict, name: str = "ours") -> str:
     ci = report["weighted_f1_ci"]
     writer.writerow([name] + [s["per_class_f1"][i] for i in order]
                     + [s[c] for c in score_columns] + [ci["low"], ci["high"]])
-    paper = paper_row(dataset, labels)
+    paper, _ = _report_paper(report)
     if paper is not None:
-        writer.writerow(["MultiEMO (paper)"] + ["" if paper["per_class_f1"][i] is None
+        writer.writerow([_paper_name(paper)] + ["" if paper["per_class_f1"][i] is None
                                                  else paper["per_class_f1"][i] for i in order]
-                        + [paper["weighted_f1"], "", "", "", ""])
+                        + [paper["weighted_f1"] if c == "weighted_f1" else "" for c in score_columns]
+                        + ["", ""])
     return buf.getvalue()
 
 
@@ -328,7 +443,9 @@ def _plot_per_class(report: dict, path: Path) -> None:
     plt = _pyplot()
     order, columns = _column_order(report["dataset"], report["labels"])
     ours = [report["scores"]["per_class_f1"][i] for i in order]
-    paper = paper_row(report["dataset"], report["labels"])
+    paper, _ = _report_paper(report)
+    if paper is not None and all(v is None for v in paper["per_class_f1"]):
+        paper = None  # a weighted-F1-only row (Table 3) has no bars to draw
     x = np.arange(len(order))
     width = 0.4 if paper else 0.7
     fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(order), 3.5))
@@ -336,7 +453,7 @@ def _plot_per_class(report: dict, path: Path) -> None:
     if paper is not None:
         values = [paper["per_class_f1"][i] for i in order]
         ax.bar(x + width / 2, [np.nan if v is None else v for v in values], width,
-               label="MultiEMO (paper)", color="tab:gray")
+               label=_paper_name(paper), color="tab:gray")
     ax.set_xticks(x, columns, rotation=30, ha="right")
     ax.set_ylim(0, 100)
     ax.set_ylabel("F1 (%)")
@@ -385,6 +502,10 @@ def aggregate(reports: Sequence[dict], names: Sequence[str] | None = None) -> di
         return out.tolist() if values.ndim > 1 else float(out)
 
     first = reports[0]
+    papers = [_report_paper(r) for r in reports]
+    paper, paper_note = papers[0]
+    if any(p != papers[0] for p in papers[1:]):
+        paper, paper_note = None, "the runs match different paper rows (their modalities or ablations differ)"
     return {
         "format": "multiemo-summary", "version": 1, "unit": "percent", "std_ddof": 1,
         "dataset": first["dataset"], "split": first["split"], "labels": list(first["labels"]),
@@ -395,12 +516,12 @@ def aggregate(reports: Sequence[dict], names: Sequence[str] | None = None) -> di
         "per_run": {c: v.tolist() for c, v in columns.items()},
         "weighted_f1_ci": [[r["weighted_f1_ci"]["low"], r["weighted_f1_ci"]["high"]]
                            for r in reports if "weighted_f1_ci" in r],
-        "paper": paper_row(first["dataset"], first["labels"]),
+        "paper": paper, "paper_note": paper_note,
     }
 
 
 def format_table(reports: Sequence[dict], names: Sequence[str] | None = None) -> str:
-    """Markdown: one row per run, then ``mean ± std (n=K)``, then the paper's MultiEMO row."""
+    """Markdown: one row per run, then ``mean ± std (n=K)``, then the runs' paper row (if any)."""
     summary = aggregate(reports, names)
     dataset, labels = summary["dataset"], summary["labels"]
     order, _ = _column_order(dataset, labels)
@@ -410,12 +531,13 @@ def format_table(reports: Sequence[dict], names: Sequence[str] | None = None) ->
     rows.append([f"mean ± std (n={summary['num_runs']})"]
                 + [mean_std(mean["per_class_f1"][i], sd["per_class_f1"][i]) for i in order]
                 + [mean_std(mean[c], sd[c]) for c in summary_columns(dataset, labels)])
-    paper = _paper_cells(dataset, labels)
+    paper = _paper_cells(summary["paper"], dataset, labels)
     if paper is not None:
         rows.append([paper[0]] + paper[1])
     note = (f"{dataset} {summary['split']} split, {summary['num_runs']} run(s); all in %; "
             f"std is the sample standard deviation (ddof=1) over runs"
-            + ("" if summary["num_runs"] > 1 else ", undefined for one run") + ".")
+            + ("" if summary["num_runs"] > 1 else ", undefined for one run") + ". "
+            + _paper_line(summary["paper"], summary["paper_note"]))
     return _markdown(_header(dataset, labels), rows) + "\n\n" + note
 
 
@@ -538,6 +660,20 @@ def load_run(run_dir: str | Path, split: str = "test") -> dict:
             "y_true": y_true, "y_pred": y_pred, "groups": [row["dialogue_id"] for row in rows],
             "ids": [row["utterance_id"] for row in rows] if "utterance_id" in fields else None,
             "meta": meta}
+
+
+def _run_config(run_dir: Path) -> dict | None:
+    """The run's resolved ``config.yaml`` as a dict (None when it has none): it decides which
+    paper row the report prints."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return None
+    import yaml
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ReportError(f"{path}: not a readable YAML file ({err})") from None
+    return config if isinstance(config, dict) else None
 
 
 def _check_against_record(path: Path, rows: list[dict], meta: dict, split: str) -> None:
@@ -739,7 +875,8 @@ def run_command(args) -> int:
         extra = {"run": name, "run_dir": str(path),
                  **{k: run["meta"][k] for k in ("seed", "best_epoch") if k in run["meta"]}}
         kwargs = dict(groups=run["groups"], split=args.split, extra=extra,
-                      n_resamples=args.n_resamples or 1000, seed=args.seed)
+                      n_resamples=args.n_resamples or 1000, seed=args.seed,
+                      config=_run_config(path))
         if args.out and len(runs) == 1:
             reports.append(write_report(args.out, run["y_true"], run["y_pred"],
                                         run["labels"], run["dataset"], **kwargs))

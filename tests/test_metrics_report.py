@@ -13,9 +13,9 @@ from sklearn.metrics import f1_score
 from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS
 from multiemo.metrics import (bootstrap_interval, classification_scores, confusion,
                               paired_bootstrap, weighted_f1_from_confusion)
-from multiemo.report import (PAPER_ROWS, ReportError, aggregate, compare_groups, compare_runs,
-                             format_comparison, format_table, main, paper_row, write_report,
-                             write_summary)
+from multiemo.report import (PAPER_ROWS, ReportError, aggregate, choose_paper_row, compare_groups,
+                             compare_runs, format_comparison, format_table, main, paper_row,
+                             write_report, write_summary)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -116,26 +116,99 @@ def test_bootstrap_resamples_whole_dialogues():
 
 # -- paper rows ---------------------------------------------------------------------------------
 
-def test_paper_rows_match_paper_md():
-    meld = PAPER_ROWS["meld"]
-    assert tuple(meld["labels"]) == MELD_LABELS
-    assert [c.lower() for c in meld["columns"]] == list(MELD_LABELS)
-    assert meld["rows"]["MultiEMO"]["per_class_f1"] == [79.95, 60.98, 29.67, 41.51, 62.82,
-                                                        36.75, 54.41]
-    assert meld["rows"]["MultiEMO"]["weighted_f1"] == 66.74
-    iemocap = PAPER_ROWS["iemocap"]
-    assert [c.lower() for c in iemocap["columns"]] == list(IEMOCAP_LABELS)
-    assert iemocap["rows"]["MultiEMO"]["weighted_f1"] == 72.84
-    assert iemocap["rows"]["MMGCN"]["per_class_f1"][0] == 42.34
-    assert iemocap["rows"]["UniMSE"]["per_class_f1"] == [None] * 6
-    for table in PAPER_ROWS.values():
-        assert len(table["rows"]) == 7
-        assert all(len(r["per_class_f1"]) == len(table["labels"]) for r in table["rows"].values())
-    # rows follow the caller's label order; unknown datasets or label sets have none
+METHOD_MD = Path(__file__).resolve().parents[1] / "docs" / "method.md"
+
+
+def _method_md_tables(text: str) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """The Markdown tables of docs/method.md §7, keyed by the "**Table N**" caption above each:
+    ``{caption: (header cells, rows of cells)}``."""
+    section = text.split("\n## 7.", 1)[1].split("\n## ", 1)[0]
+    tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+    caption = None
+    for line in section.splitlines():
+        if line.startswith("**Table "):
+            caption = line[2:].split("**", 1)[0]
+        elif line.startswith("|") and caption is not None:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if caption not in tables:
+                tables[caption] = (cells, [])
+            elif not set("".join(cells)) <= set("-: "):
+                tables[caption][1].append(cells)
+        elif not line.strip() == "" and caption in tables:
+            caption = None  # prose after a table ends it
+    return tables
+
+
+def _number(cell: str) -> float | None:
+    return None if cell == "-" else float(cell)
+
+
+def test_paper_rows_match_method_md():
+    """Every published row in multiemo.report equals docs/method.md §7, cell by cell, and no
+    table or row is in one and not the other."""
+    doc = _method_md_tables(METHOD_MD.read_text(encoding="utf-8"))
+    ours = {}  # (table, row) -> {column header: value}, from PAPER_ROWS
+    for dataset, tables in PAPER_ROWS.items():
+        for table, content in tables["tables"].items():
+            for name, row in content["rows"].items():
+                if table == "Table 3":  # one table for both datasets: a column per dataset
+                    ours.setdefault((table, name), {})[dataset.upper()] = row["weighted_f1"]
+                else:
+                    ours[(table, name)] = {**dict(zip(tables["columns"], row["per_class_f1"])),
+                                           "w-F1": row["weighted_f1"]}
+    from_doc = {}
+    for table, (header, rows) in doc.items():
+        for cells in rows:
+            from_doc[(table, cells[0])] = {column: _number(cell)
+                                           for column, cell in zip(header[1:], cells[1:])}
+    assert from_doc and ours.keys() == from_doc.keys()
+    for key, values in ours.items():
+        assert values == from_doc[key], key
+    # the label order behind the columns
+    assert tuple(PAPER_ROWS["meld"]["labels"]) == MELD_LABELS
+    assert tuple(PAPER_ROWS["iemocap"]["labels"]) == IEMOCAP_LABELS
+    for tables in PAPER_ROWS.values():
+        assert [c.lower() for c in tables["columns"]] == list(tables["labels"])
+
+
+def test_paper_row_order_and_absence():
     permuted = list(reversed(MELD_LABELS))
     assert paper_row("meld", permuted)["per_class_f1"][0] == 54.41  # anger
+    assert paper_row("meld", MELD_LABELS, "MultiEMO w/o SWFC")["weighted_f1"] == 63.83
+    assert paper_row("iemocap", IEMOCAP_LABELS, "MultiEMO")["table"] == "Table 1"
     assert paper_row("meld", ["a", "b"]) is None
     assert paper_row("toy", ["a", "b"]) is None
+    assert paper_row("meld", MELD_LABELS, "audio+visual", "Table 3") is None
+
+
+@pytest.mark.parametrize("config, model, table, weighted", [
+    ({}, "MultiEMO", "Table 2", 66.74),  # every default: the full model
+    ({"model": {"modalities": ["text"]}}, "MultiEMO, text", "Table 3", 61.23),
+    ({"model": {"modalities": ["visual", "text"]}}, "MultiEMO, text+visual", "Table 3", 63.78),
+    ({"model": {"modalities": ["audio"], "multiattn": False}}, "MultiEMO, audio", "Table 3", 33.55),
+    ({"model": {"multiattn": False}}, "MultiEMO w/o MultiAttn", "Table 2", 62.50),
+    ({"model": {"fusion": "concat"}}, "MultiEMO w/o MultiAttn", "Table 2", 62.50),
+    ({"model": {"fusion": "multiattn"}, "loss": {"swfc_weight": 0.0}}, "MultiEMO w/o SWFC",
+     "Table 2", 63.83),
+])
+def test_paper_row_follows_the_runs_modalities_and_ablation(config, model, table, weighted):
+    row, note = choose_paper_row("meld", MELD_LABELS, {"dataset": "meld", **config})
+    assert (row["model"], row["table"], row["weighted_f1"]) == (model, table, weighted)
+    assert table in row["source"] and "ACL 2023" in row["source"]
+
+
+@pytest.mark.parametrize("config, why", [
+    ({"model": {"modalities": ["audio", "visual"]}}, "no row for the modalities audio+visual"),
+    ({"model": {"modalities": ["text", "audio"], "fusion": "concat"}}, "concat fusion"),
+    ({"model": {"modalities": ["text"]}, "loss": {"swfc_weight": 0}}, "no SWFC"),
+    ({"model": {"multiattn": False}, "loss": {"swfc_weight": 0}}, "without both"),
+    ({"model": {"fusion": "gated"}}, "model.fusion=gated"),
+])
+def test_no_paper_row_where_none_is_published(config, why):
+    row, note = choose_paper_row("meld", MELD_LABELS, config)
+    assert row is None and why in note
+    assert choose_paper_row("meld", MELD_LABELS, None)[0] is None  # unknown config: no guess
+    assert "no published table" in choose_paper_row("toy", ["a", "b"], {})[1]
 
 
 # -- one report ---------------------------------------------------------------------------------
@@ -149,7 +222,7 @@ def _meld_predictions(n_dialogues=30, per_dialogue=10, seed=0, accuracy=0.6):
 def test_write_report_files(tmp_path):
     t, p, groups = _meld_predictions()
     report = write_report(tmp_path, t, p, MELD_LABELS, "meld", groups=groups,
-                          extra={"seed": 2023}, n_resamples=200)
+                          extra={"seed": 2023}, n_resamples=200, config={"dataset": "meld"})
     for name in ("report.md", "report.csv", "report.json"):
         assert (tmp_path / name).stat().st_size > 0
     for name in ("confusion_matrix.png", "per_class_f1.png"):
@@ -177,7 +250,8 @@ def test_write_report_files(tmp_path):
     rows = list(csv.reader((tmp_path / "report.csv").open()))
     assert rows[0][:8] == ["run", *MELD_LABELS]
     assert float(rows[1][8]) == pytest.approx(report["scores"]["weighted_f1"])
-    assert rows[2][0] == "MultiEMO (paper)" and float(rows[2][8]) == 66.74
+    assert rows[2][0] == "MultiEMO (paper, Table 2)" and float(rows[2][8]) == 66.74
+    assert "Table 2 (MELD test)" in md
 
 
 def test_report_columns_follow_paper_order_whatever_the_label_order(tmp_path):
@@ -205,8 +279,10 @@ def test_unknown_dataset_has_no_paper_row(tmp_path):
 # -- several runs -------------------------------------------------------------------------------
 
 def _fake_report(per_class, weighted, accuracy, macro, dataset="iemocap",
-                 labels=IEMOCAP_LABELS):
+                 labels=IEMOCAP_LABELS, config=None):
+    paper, note = choose_paper_row(dataset, labels, {} if config is None else config)
     return {"dataset": dataset, "split": "test", "labels": list(labels),
+            "paper": paper, "paper_note": note,
             "scores": {"per_class_f1": per_class, "weighted_f1": weighted,
                        "accuracy": accuracy, "macro_f1": macro},
             "weighted_f1_ci": {"low": weighted - 1, "high": weighted + 1}}
@@ -249,6 +325,20 @@ def test_aggregate_single_run_and_mixed_runs():
         aggregate([])
 
 
+def test_aggregate_prints_a_paper_row_only_when_every_run_has_it():
+    text = {"model": {"modalities": ["text"]}}
+    runs = [_fake_report([1.0] * 6, 1.0, 1.0, 1.0, config=text) for _ in range(2)]
+    table = format_table(runs)
+    assert "| MultiEMO, text (paper, Table 3) | - | - | - | - | - | - | 64.48 | - | - |" in table
+    assert "72.84" not in table and "Table 3 (MultiEMO by modalities" in table
+    mixed = runs + [_fake_report([1.0] * 6, 1.0, 1.0, 1.0)]
+    assert aggregate(mixed)["paper"] is None
+    assert "(paper" not in format_table(mixed) and "different paper rows" in format_table(mixed)
+    old = {k: v for k, v in runs[0].items() if k != "paper_note"}  # a report.json of before
+    old["paper"] = paper_row("iemocap", IEMOCAP_LABELS)
+    assert aggregate([old])["paper"] is None and "rescore" in format_table([old])
+
+
 # -- the command --------------------------------------------------------------------------------
 
 def _fake_run(run_dir: Path, dataset="meld", labels=MELD_LABELS, seed=0, accuracy=0.6,
@@ -284,6 +374,28 @@ def test_cli_single_run_rescoring(tmp_path, capsys):
     assert report["extra"]["seed"] == 0 and report["extra"]["best_epoch"] == 3
     assert (out / "confusion_matrix.png").read_bytes()[:8] == PNG_MAGIC
     assert (out / "summary.md").is_file() and (out / "summary.json").is_file()
+
+
+def test_cli_prints_the_paper_row_of_the_runs_modalities(tmp_path, capsys):
+    """A text-only run stands beside the paper's text-only row (Table 3), never the full
+    model's 66.74; a run with no published counterpart gets no row and a reason."""
+    _fake_run(tmp_path / "text")
+    (tmp_path / "text" / "config.yaml").write_text("dataset: meld\nmodel:\n  modalities: [text]\n")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "text"), "--out", str(out), "--n-resamples", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "| MultiEMO, text (paper, Table 3) | - | - | - | - | - | - | - | 61.23 | - | - |" in printed
+    assert "66.74" not in printed and "(paper, Table 2)" not in printed
+    assert json.loads((out / "report.json").read_text())["paper"]["weighted_f1"] == 61.23
+    rows = list(csv.reader((out / "report.csv").open()))
+    assert rows[2][0] == "MultiEMO, text (paper, Table 3)" and float(rows[2][8]) == 61.23
+    _fake_run(tmp_path / "av")
+    (tmp_path / "av" / "config.yaml").write_text(
+        "dataset: meld\nmodel:\n  modalities: [audio, visual]\n")
+    assert main([str(tmp_path / "av"), "--n-resamples", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "(paper" not in printed
+    assert "No paper row: the paper's Table 3 has no row for the modalities audio+visual." in printed
 
 
 def test_cli_expands_seed_folders(tmp_path, capsys):
