@@ -15,109 +15,15 @@ batches this skips well over half the work. ``tests/test_model.py`` holds the at
 
 from __future__ import annotations
 
-import functools
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from multiemo.model.packing import AttentionKeys, AttentionRows, Packing  # noqa: F401 (imported from here before)
+
 __all__ = ["Packing", "AttentionRows", "AttentionKeys", "MultiHeadAttention", "project_keys_values", "FeedForward", "MultiAttnLayer"]
-
-
-class Packing:
-    """Moves between padded ``(B, U, ...)`` and packed ``(N, ...)`` layouts of one batch.
-
-    >>> packing = Packing(torch.tensor([[True, True], [True, False]]))
-    >>> packing.pad(torch.tensor([[1.], [2.], [3.]])).squeeze(-1).tolist()
-    [[1.0, 2.0], [3.0, 0.0]]
-    """
-
-    def __init__(self, mask: Tensor) -> None:
-        self.mask = mask  # (B, U) bool
-        self.shape = tuple(mask.shape)
-        self.index = mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of real rows
-
-    def pack(self, x: Tensor) -> Tensor:
-        """``(B, U, ...)`` → ``(N, ...)``."""
-        return x.reshape(-1, *x.shape[2:]).index_select(0, self.index)
-
-    def pad(self, x: Tensor) -> Tensor:
-        """``(N, ...)`` → ``(B, U, ...)`` with zeros at padding."""
-        out = x.new_zeros(self.shape[0] * self.shape[1], *x.shape[1:])
-        return out.index_copy_(0, self.index, x).view(*self.shape, *x.shape[1:])  # in place: no clone
-
-    @functools.cached_property
-    def attention_rows(self) -> "AttentionRows":
-        """Lay the dialogues out for attention: several short dialogues share one row of U slots
-        (first-fit, longest first), so the padded attention tensors hold ~N slots instead of B·U;
-        the key mask is block-diagonal, so a dialogue only ever sees its own utterances. Made on
-        first use (a model without MultiAttn never needs it)."""
-        B, U = self.shape
-        lengths = self.mask.sum(dim=1).tolist()
-        fill: list[int] = []  # slots used in each row
-        start = [0] * B  # first slot of each dialogue
-        for b in sorted(range(B), key=lambda b: -lengths[b]):
-            n = lengths[b]
-            row = next((r for r, used in enumerate(fill) if used + n <= U), None)
-            if row is None:
-                row = len(fill)
-                fill.append(0)
-            start[b] = row * U + fill[row]
-            fill[row] += n
-        dialogue, position = self.mask.nonzero(as_tuple=True)  # (N,) each, row-major
-        slot = torch.tensor(start, device=self.mask.device)[dialogue] + position  # (N,)
-        # the dialogue in each slot, -1 where empty
-        slot_dialogue = torch.full((len(fill) * U,), -1, device=self.mask.device).index_copy_(0, slot, dialogue)
-        return AttentionRows(len(fill), slot, slot_dialogue)
-
-    def pad_heads(self, x: Tensor, heads: int) -> Tensor:
-        """``(N, heads·d)`` → ``(heads·rows, U, d)``: head-major attention rows (see
-        :meth:`keys`), zeros in empty slots."""
-        N, d = x.shape[0], x.shape[1] // heads
-        U = self.shape[1]
-        rows, slot, _ = self.attention_rows
-        out = x.new_zeros(heads, rows * U, d)
-        return out.index_copy_(1, slot, x.view(N, heads, d).transpose(0, 1)).view(heads * rows, U, d)
-
-    def pack_heads(self, x: Tensor) -> Tensor:
-        """``(heads·rows, U, d)`` → ``(N, heads·d)``, the inverse of :meth:`pad_heads`."""
-        rows, slot, _ = self.attention_rows
-        x = x.reshape(-1, rows * self.shape[1], x.shape[-1]).index_select(1, slot)  # (heads, N, d)
-        return x.transpose(0, 1).reshape(x.shape[1], -1)
-
-    def keys(self, key_mask: Tensor, heads: int) -> "AttentionKeys":
-        """What every attention over keys ``key_mask`` ``(B, U)`` (True = may be attended) needs."""
-        U = self.shape[1]
-        rows, slot, slot_dialogue = self.attention_rows
-        seg = slot_dialogue.view(rows, U)  # (rows, U)
-        present = torch.zeros(rows * U, dtype=torch.bool, device=seg.device)
-        present[slot] = self.pack(key_mask)
-        allowed = (seg[:, :, None] == seg[:, None, :]) & present.view(rows, 1, U)  # (rows, U, U)
-        # a query with no attendable key (an empty slot, a dialogue whose key vectors are all
-        # absent) would take a softmax over nothing (NaN): it attends to its whole row instead,
-        # and a real query's output is zeroed
-        lonely = ~allowed.any(dim=2, keepdim=True)  # (rows, U, 1)
-        bias = torch.zeros(allowed.shape, device=seg.device).masked_fill_(~(allowed | lonely), float("-inf"))
-        bias = bias.expand(heads, *bias.shape).reshape(heads * rows, U, U)
-        lonely = lonely.view(-1)[slot]  # (N,)
-        zero = None if not bool(lonely.any()) else (~lonely)[:, None].float()
-        return AttentionKeys(bias, zero)
-
-
-class AttentionRows(NamedTuple):
-    """The attention layout of a batch (:attr:`Packing.attention_rows`)."""
-
-    rows: int  # rows of U slots
-    slot: Tensor  # (N,) flat slot of each packed utterance
-    slot_dialogue: Tensor  # (rows·U,) the dialogue in each slot, -1 where empty
-
-
-class AttentionKeys(NamedTuple):
-    """The key mask of one modality in the form attention uses it, made once per batch."""
-
-    bias: Tensor  # (H·rows, U, U): 0 where a query may attend to a key, -inf elsewhere
-    rows: Tensor | None  # (N, 1): 0 for queries with no attendable key, 1 elsewhere; None if all have one
 
 
 class MultiHeadAttention(nn.Module):
@@ -141,7 +47,20 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
 
-    def forward(self, query: Tensor, key_value: tuple[Tensor, Tensor], keys: AttentionKeys,
+    @staticmethod
+    def project_keys_values(attentions: Sequence["MultiHeadAttention"], key_value: Tensor,
+                            packing: Packing) -> list[tuple[Tensor, Tensor]]:
+        """Keys and values, ``(H·rows, U, d)`` each, of every attention in ``attentions`` over the
+        same packed sequence ``key_value`` ``(N, D)``: one product and one padding for all of them
+        (in MultiAttn each modality is read by every layer of the other stacks), the same numbers
+        as each attention projecting alone."""
+        H = attentions[0].num_heads
+        weight = torch.cat([w for a in attentions for w in (a.k_proj.weight, a.v_proj.weight)])  # (2n·D, D)
+        bias = torch.cat([b for a in attentions for b in (a.k_proj.bias, a.v_proj.bias)])  # (2n·D,)
+        heads = packing.pad_heads(F.linear(key_value, weight, bias), 2 * len(attentions) * H).chunk(2 * len(attentions))
+        return [(heads[2 * i], heads[2 * i + 1]) for i in range(len(attentions))]
+
+    def forward(self, query: Tensor, key_value: Tensor | tuple[Tensor, Tensor], keys: AttentionKeys,
                 packing: Packing) -> Tensor:
         """Attend from every query utterance to the unmasked utterances of the same dialogue.
 
@@ -150,8 +69,8 @@ class MultiHeadAttention(nn.Module):
 
         Args:
             query: ``(N, D)`` packed.
-            key_value: this attention's keys and values of the other modality, each
-                ``(H·rows, U, d)``, from :func:`project_keys_values`.
+            key_value: the other modality, packed ``(N, D)``; or its keys and values already
+                projected by :meth:`project_keys_values` (each ``(H·rows, U, d)``).
             keys: the other modality's key mask (:meth:`Packing.keys`).
             packing: the batch's layout.
 
@@ -160,7 +79,7 @@ class MultiHeadAttention(nn.Module):
         """
         H = self.num_heads
         d = query.shape[1] // H
-        k, v = key_value
+        k, v = self.project_keys_values([self], key_value, packing)[0] if isinstance(key_value, Tensor) else key_value
         q = packing.pad_heads(self.q_proj(query), H)  # (H·rows, U, d)
         scores = torch.baddbmm(keys.bias.to(q.dtype), q, k.transpose(1, 2), alpha=d ** -0.5)  # (H·rows, U, U), Eq. 3
         out = packing.pack_heads(torch.bmm(torch.softmax(scores, dim=-1), v))  # (N, D)
@@ -171,14 +90,8 @@ class MultiHeadAttention(nn.Module):
 
 def project_keys_values(attentions: Sequence[MultiHeadAttention], key_value: Tensor,
                         packing: Packing) -> list[tuple[Tensor, Tensor]]:
-    """Keys and values, ``(H·rows, U, d)`` each, of every attention in ``attentions`` over the
-    same packed sequence ``key_value`` ``(N, D)``: one product and one padding for all of them
-    (in MultiAttn each modality is read by every layer of the other stacks)."""
-    H = attentions[0].num_heads
-    weight = torch.cat([w for a in attentions for w in (a.k_proj.weight, a.v_proj.weight)])  # (2n·D, D)
-    bias = torch.cat([b for a in attentions for b in (a.k_proj.bias, a.v_proj.bias)])  # (2n·D,)
-    heads = packing.pad_heads(F.linear(key_value, weight, bias), 2 * len(attentions) * H).chunk(2 * len(attentions))
-    return [(heads[2 * i], heads[2 * i + 1]) for i in range(len(attentions))]
+    """:meth:`MultiHeadAttention.project_keys_values` (kept under its earlier name)."""
+    return MultiHeadAttention.project_keys_values(attentions, key_value, packing)
 
 
 class FeedForward(nn.Module):
@@ -223,7 +136,7 @@ class MultiAttnLayer(nn.Module):
     def forward(self, x: Tensor, others: list[tuple[Tensor, Tensor]], keys: list[AttentionKeys],
                 packing: Packing) -> Tensor:
         """``x`` ``(N, D)`` packed; ``others[i]``: the keys and values of ``self.cross[i]`` over the
-        i-th other modality (:func:`project_keys_values`), whose key mask is ``keys[i]`` → ``(N, D)``."""
+        i-th other modality (:meth:`MultiHeadAttention.project_keys_values`), whose key mask is ``keys[i]`` → ``(N, D)``."""
         for attend, norm, other, mask in zip(self.cross, self.cross_norms, others, keys):
             x = norm(x + self.dropout(attend(x, other, mask, packing)))  # out of place: under
         return self.ffn_norm(x + self.dropout(self.ffn(x)))  # autocast x is float32, the branch bf16

@@ -386,6 +386,13 @@ class ContextEncoder(nn.Module):
         """``u`` ``(B, U, D)``, ``speaker`` ``(B, U)`` party indices, ``lengths`` ``(B,)`` → ``(B, U, D)``."""
         return encode_contexts({"x": self}, {"x": u}, speaker, lengths)["x"]
 
+    @staticmethod
+    def encode_many(encoders: dict[str, "ContextEncoder"], inputs: dict[str, Tensor], speaker: Tensor,
+                    lengths: Tensor) -> dict[str, Tensor]:
+        """Several encoders (one per modality) at once, all recurrences in lockstep
+        (:func:`encode_contexts`); the model runs its DialogueRNNs through this."""
+        return encode_contexts(encoders, inputs, speaker, lengths)
+
 
 def encode_contexts(encoders: dict[str, ContextEncoder], inputs: dict[str, Tensor], speaker: Tensor,
                     lengths: Tensor) -> dict[str, Tensor]:

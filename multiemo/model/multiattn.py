@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from multiemo.model.attention import MultiAttnLayer, Packing, project_keys_values
+from multiemo.model.attention import MultiAttnLayer, MultiHeadAttention
+from multiemo.model.packing import Packing
 
 __all__ = ["MultiAttn"]
 
@@ -39,6 +40,11 @@ class MultiAttn(nn.Module):
                              for _ in range(num_layers))
             for m in (self.modalities if num_others else ())
         })
+        self.others = {m: [o for o in self.modalities if o != m] for m in self.stacks}
+        # who reads modality o: (stack, layer, position among that stack's others)
+        self.readers = {o: [(m, layer, i) for m in self.stacks for layer in range(num_layers)
+                            for i, other in enumerate(self.others[m]) if other == o]
+                        for o in self.modalities}
 
     def forward(self, unimodal: dict[str, Tensor], key_masks: dict[str, Tensor],
                 packing: Packing) -> dict[str, Tensor]:
@@ -57,19 +63,17 @@ class MultiAttn(nn.Module):
         if not self.stacks:
             return fused
         keys = {m: packing.keys(key_masks[m], self.num_heads) for m in self.modalities}
-        others = {m: [o for o in self.modalities if o != m] for m in self.stacks}
         # every attention that reads modality o (any stack, any layer) gets its keys and values
         # from one product over o
         key_values = {}
-        for o in self.modalities:
-            readers = [(m, layer, i) for m in self.stacks for layer in range(len(self.stacks[m]))
-                       for i, other in enumerate(others[m]) if other == o]
+        for o, readers in self.readers.items():
             attentions = [self.stacks[m][layer].cross[i] for m, layer, i in readers]
-            key_values.update(zip(readers, project_keys_values(attentions, unimodal[o], packing)))
+            key_values.update(zip(readers, MultiHeadAttention.project_keys_values(attentions, unimodal[o], packing)))
         for m, stack in self.stacks.items():
+            others = self.others[m]
             x = unimodal[m]
             for layer, block in enumerate(stack):
-                x = block(x, [key_values[m, layer, i] for i in range(len(others[m]))],
-                          [keys[o] for o in others[m]], packing)
+                x = block(x, [key_values[m, layer, i] for i in range(len(others))],
+                          [keys[o] for o in others], packing)
             fused[m] = x
         return {m: fused[m] for m in self.modalities}
