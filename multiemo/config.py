@@ -28,6 +28,7 @@ multiemo.config.ConfigError: key 'flag' (from the command line): expected a bool
 """
 
 
+import copy
 import dataclasses
 import math
 import os
@@ -41,7 +42,8 @@ import yaml
 
 from multiemo.errors import UserError
 
-__all__ = ["ConfigError", "build", "load", "read_yaml", "to_dict", "dump_yaml", "parse_overrides", "Config",
+__all__ = ["ConfigError", "build", "load", "read_yaml", "to_dict", "parse_overrides", "set_dotted",
+           "get_dotted", "resolve_path", "Config",
            "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RuntimeConfig", "MODALITIES",
            "resolve_device", "set_num_threads", "default_threads"]
 
@@ -68,14 +70,61 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             value = raw
         if isinstance(value, str):
             value = raw  # keep strings verbatim (YAML would strip quotes and spaces)
-        node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
-        node[parts[-1]] = value
+        try:
+            tree = set_dotted(tree, key, value)
+        except ValueError as err:
+            raise ConfigError(f"override {item!r} conflicts with another override ({err})") from None
     return tree
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """A deep copy of nested ``tree`` with ``a.b.c`` set to ``value`` (missing levels are made).
+
+    >>> set_dotted({"a": {"b": 1}}, "a.c.d", 2)
+    {'a': {'b': 1, 'c': {'d': 2}}}
+    >>> set_dotted({"a": 1}, "a.b", 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: 'a' holds 1, not a mapping
+    """
+    out = copy.deepcopy(tree)
+    node = out
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"{'.'.join(parts[:depth + 1])!r} holds {node!r}, not a mapping")
+    node[parts[-1]] = value
+    return out
+
+
+def get_dotted(tree: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    """The value at ``a.b.c`` of nested ``tree``, or ``default`` where a level is missing.
+
+    >>> get_dotted({"a": {"b": 1}}, "a.b"), get_dotted({"a": 1}, "a.b"), get_dotted({}, "x", 0)
+    (1, None, 0)
+    """
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def resolve_path(root: str | Path, path: str | Path) -> Path:
+    """``path`` as given when absolute, else under ``root``: the one rule for a path a config
+    gives relative to a folder (a store or corpus under ``data.root``, a media file under the
+    media root, a sweep's ``base:`` beside its file). ``~`` is not expanded: a config's paths
+    mean the same on every machine.
+
+    >>> resolve_path("data/meld", "features/text.safetensors").as_posix()
+    'data/meld/features/text.safetensors'
+    >>> resolve_path("data/meld", "/abs/corpus.json").as_posix()
+    '/abs/corpus.json'
+    """
+    path = Path(path)
+    return path if path.is_absolute() else Path(root) / path
 
 
 def build(cls: type[T], data: dict[str, Any] | None = None, overrides: list[str] | None = None,
@@ -119,10 +168,6 @@ def to_dict(cfg: Any) -> dict[str, Any]:
             return {k: plain(v) for k, v in x.items()}
         return x
     return plain(cfg)
-
-
-def dump_yaml(cfg: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 SEED_MAX = 2**32 - 1  # torch and numpy take seeds in [0, 2**32 - 1]
