@@ -1,9 +1,12 @@
-"""Text extraction on a tiny random BERT / RoBERTa and a tokenizer trained here: inputs, pooling,
-frozen and fine-tuned modes, the CLI, resume, and a store the trainer can read."""
+"""Text extraction on a tiny random BERT / RoBERTa and a tokenizer trained on the toy words
+(``builders.py``): inputs, pooling, frozen and fine-tuned modes, the CLI, shards, resume after
+Ctrl-C, and a store the trainer can read."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -13,81 +16,14 @@ import yaml
 
 from feature_extraction._text_inputs import SpecialLayout, build_inputs, pool
 from feature_extraction.runner import work_dir
-from feature_extraction.text import TextExtractConfig, TextExtractor, extract_text, main
+from feature_extraction.text import TextExtractConfig, TextExtractor, extract_text
 from multiemo.config import build, load, to_dict
 from multiemo.cli import main as cli_main
 from multiemo.data.corpus import Corpus, Dialogue, Utterance
 from multiemo.data.dataset import split_dialogues
 from multiemo.data.store import FeatureStore
 
-WORDS = ("yes no maybe fine great terrible why what oh wow hey stop ok sure never again "
-         "love hate happy sad angry").split()
-SPEAKERS = ("Ross", "Rachel", "Joey")
-
-
-def toy_corpus(seed: int = 0) -> Corpus:
-    """Labels follow the words: fine-tuning has something to learn."""
-    rng = np.random.default_rng(seed)
-    dialogues = []
-    for d, split in enumerate(["train"] * 8 + ["dev"] * 3 + ["test"] * 3):
-        utts = []
-        for u in range(int(rng.integers(2, 7))):
-            label = int(rng.integers(0, 3))
-            words = [WORDS[label * 5 + int(rng.integers(0, 5))] for _ in range(int(rng.integers(1, 6)))]
-            text = "" if (d, u) == (12, 1) else " ".join(words)  # one empty transcript
-            utts.append(Utterance(id=f"{split}_d{d}_u{u}", speaker=SPEAKERS[u % 3], label=label,
-                                  text=text))
-        dialogues.append(Dialogue(f"{split}_d{d}", split, tuple(utts)))
-    return Corpus("toy", ("pos", "neg", "neu"), tuple(dialogues))
-
-
-def make_model_dir(path: Path, kind: str = "bert") -> Path:
-    """A tiny random encoder and a tokenizer trained on the toy words, saved as a model dir."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import (BertConfig, BertModel, PreTrainedTokenizerFast, RobertaConfig,
-                              RobertaModel)
-
-    texts = [f"{s}: {' '.join(WORDS[i:i + 4])}" for s in SPEAKERS for i in range(len(WORDS))]
-    if kind == "bert":
-        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=120,
-                                                                 special_tokens=specials))
-        cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-        tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-            special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-        fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                       cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-        config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-                            num_attention_heads=2, intermediate_size=64,
-                            max_position_embeddings=64, pad_token_id=0)
-        model = BertModel(config)
-    else:
-        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-        tok = Tokenizer(models.BPE(unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=specials))
-        tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                       sep_token="</s>", cls_token="<s>", pad_token="<pad>",
-                                       unk_token="<unk>", mask_token="<mask>")
-        config = RobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32,
-                               num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                               max_position_embeddings=66, pad_token_id=1)
-        model = RobertaModel(config)
-    torch.manual_seed(0)
-    model.init_weights()
-    path.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(path)
-    model.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory) -> Path:
-    return make_model_dir(tmp_path_factory.mktemp("bert"), "bert")
+from builders import make_model_dir, toy_corpus
 
 
 def config(tmp_path: Path, model: Path, **kw) -> TextExtractConfig:
@@ -185,7 +121,8 @@ def test_finetune_then_extract_via_cli(tmp_path, bert_dir, capsys):
         "mode": "finetune", "past": 3, "batch_size": 8, "device": "cpu",
         "finetune": {"epochs": 2, "lr": 1e-3, "batch_size": 8, "class_weight_power": 1.0}}))
     toy_corpus().save(tmp_path / "corpus.json")
-    assert main(["--config", str(cfg_path), "--no-progress", "pooling=mean"]) == 0
+    extract = ["extract", "text", "--config", str(cfg_path), "--no-progress"]
+    assert cli_main([*extract, "pooling=mean"]) == 0
     encoder_dir = tmp_path / "features/text-encoder"
     done = json.loads((encoder_dir / "finetune.json").read_text())
     assert len(done["history"]) == 2 and done["valid"] == "3 dialogues (validation=dev)"
@@ -212,16 +149,16 @@ def test_finetune_then_extract_via_cli(tmp_path, bert_dir, capsys):
     after = AutoModel.from_pretrained(encoder_dir / "encoder").state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     # a rerun reuses the fine-tuning and the finished job
-    assert main(["--config", str(cfg_path), "--no-progress", "pooling=mean"]) == 0
+    assert cli_main([*extract, "pooling=mean"]) == 0
     assert json.loads((encoder_dir / "finetune.json").read_text())["seconds"] == done["seconds"]
     capsys.readouterr()
     # other fine-tuning settings in the same folder are refused (one line, exit 2)
-    assert main(["--config", str(cfg_path), "--no-progress", "pooling=mean", "finetune.lr=0.01"]) == 2
+    assert cli_main([*extract, "pooling=mean", "finetune.lr=0.01"]) == 2
     err = capsys.readouterr().err
     assert "other settings" in err.strip().splitlines()[-1] and "Traceback" not in err
     # shards do not each fine-tune their own encoder
-    assert main(["--config", str(cfg_path), "--no-progress", "--shard", "0/2", "pooling=first",
-                 f"finetuned_dir={tmp_path / 'other'}", f"out={tmp_path / 'o.safetensors'}"]) == 2
+    assert cli_main([*extract, "--shard", "0/2", "pooling=first",
+                     f"finetuned_dir={tmp_path / 'other'}", f"out={tmp_path / 'o.safetensors'}"]) == 2
     err = capsys.readouterr().err
     assert "--finetune-only" in err.strip().splitlines()[-1] and "Traceback" not in err
 
@@ -267,13 +204,12 @@ def test_training_refuses_a_store_whose_encoder_learned_from_its_validation(tmp_
     assert json.loads((tmp_path / "clean" / "run.json").read_text())["status"] == "finished"
 
 
-def test_interrupted_extraction_resumes_to_the_same_store(tmp_path, bert_dir):
+def test_sharded_extraction_merges_to_the_same_store(tmp_path, bert_dir):
     cfg = config(tmp_path, bert_dir, past=4)
     corpus = Corpus.load(cfg.corpus.path)
     whole = extract_text(cfg, corpus, progress=False)
     reference = FeatureStore(cfg.out).get([u.id for u in corpus.utterances()])[0]
-    cfg2 = build(TextExtractConfig, {**json.loads(json.dumps(_plain(cfg))),
-                                     "out": str(tmp_path / "again/text.safetensors")})
+    cfg2 = build(TextExtractConfig, {**to_dict(cfg), "out": str(tmp_path / "again/text.safetensors")})
     # shard 0/2 alone does not complete the job; a second run of it adds nothing
     extract_text(cfg2, corpus, shard=(0, 2), progress=False)
     assert not Path(cfg2.out).exists()
@@ -286,9 +222,45 @@ def test_interrupted_extraction_resumes_to_the_same_store(tmp_path, bert_dir):
     assert len(list(work_dir(cfg2.out).glob("chunk-*"))) == 2
 
 
-def _plain(cfg):
-    from multiemo.config import to_dict
-    return to_dict(cfg)
+def test_interrupted_extraction_resumes_to_the_same_store(tmp_path, bert_dir, monkeypatch):
+    """A real Ctrl-C (SIGINT to this process) while the encoder works on the third batch: the job
+    stops at that batch boundary and keeps the two finished batches; the rerun encodes only the
+    other utterances, each once, and merges the store an uninterrupted run writes."""
+    whole = config(tmp_path / "whole", bert_dir, past=4)
+    corpus = Corpus.load(whole.corpus.path)
+    ids = [u.id for u in corpus.utterances()]
+    extract_text(whole, corpus, progress=False)
+    reference = FeatureStore(whole.out)
+
+    calls: list[list[str]] = []  # the ids of each batch the encoder was given
+    encode = TextExtractor.extract
+
+    def counted(self, items):
+        calls.append([u.id for u in items])
+        if interrupt_at == len(calls):
+            os.kill(os.getpid(), signal.SIGINT)  # the runner's handler takes it
+        return encode(self, items)
+
+    monkeypatch.setattr(TextExtractor, "extract", counted)
+    cfg = config(tmp_path / "again", bert_dir, past=4)
+    interrupt_at = 3
+    with pytest.raises(KeyboardInterrupt):
+        extract_text(cfg, corpus, progress=False)
+    assert len(calls) == 3 and not Path(cfg.out).exists()
+    (chunk,) = work_dir(cfg.out).glob("chunk-*")  # the finished batches, flushed at the stop
+    kept = set(FeatureStore(chunk).ids)
+    assert kept == set(calls[0] + calls[1])  # the batch in flight is not kept ...
+    assert not list(work_dir(cfg.out).glob("failures-*"))  # ... nor logged as failed
+
+    calls.clear()
+    interrupt_at = 0
+    extract_text(cfg, corpus, progress=False)
+    encoded = [uid for batch in calls for uid in batch]
+    assert sorted(encoded) == sorted(set(ids) - kept)  # the rest, each once; nothing done redone
+    again = FeatureStore(cfg.out)
+    assert again.ids == ids and again.present.all()
+    np.testing.assert_allclose(again.get(ids)[0], reference.get(ids)[0],
+                               atol=1e-5)  # other batch neighbours: float noise only
 
 
 def test_shipped_text_configs_load():
@@ -332,7 +304,7 @@ def test_offline_model_not_in_the_cache_is_a_one_line_error(tmp_path, capsys, mo
     cfg_path.write_text(yaml.safe_dump({
         "corpus": {"path": str(tmp_path / "corpus.json")}, "device": "cpu",
         "out": str(tmp_path / "features/text.safetensors"), "model": "no-such-org/no-such-model"}))
-    assert main(["--config", str(cfg_path), "--no-progress"]) == 2
+    assert cli_main(["extract", "text", "--config", str(cfg_path), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
