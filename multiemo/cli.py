@@ -183,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                  "code (Speakers.pkl, TextFeatures.pkl, AudioFeatures.pkl, VisualFeatures.pkl) "
                  "into OUT/corpus.json and OUT/features/{text,audio,visual}.safetensors. "
                  "Unpickling runs code: use only pickles from a trusted source.")
-    p.add_argument("--dataset", required=True, choices=("iemocap", "meld"))
+    p.add_argument("--dataset", required=True, metavar="NAME",  # checked by the table of datasets
+                   help="meld or iemocap: the datasets of multiemo/data/datasets.py whose "
+                        "features were released as pickles")
     p.add_argument("--src", required=True, metavar="DIR", help="folder holding the released pickles (e.g. Data/MELD)")
     p.add_argument("--out", required=True, metavar="DIR", help="where to write corpus.json and features/")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import pickletools
 import struct
@@ -198,7 +199,27 @@ def test_cli(tmp_path, capsys):
     assert "Traceback" not in "".join(err) and "/proc/multiemo" in err[-1] and "cannot be written" in err[-1]
     for run in (lambda: main(["--help"]), lambda: cli_main(["import-official", "--help"])):
         assert run() == 0
-        assert "--dataset {iemocap,meld}" in capsys.readouterr().out
+        assert "--dataset NAME" in capsys.readouterr().out
+    assert main(["--dataset", "mosei", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "o3")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "unknown dataset 'mosei'" in err[-1] and "meld, iemocap" in err[-1]
+
+
+def test_the_layout_comes_from_the_table_of_datasets(tmp_path, monkeypatch):
+    """A dataset added to multiemo.data.datasets with an official layout imports with no change
+    to the importer: it asks the table, never the name."""
+    from multiemo.data import datasets
+    iemocap = datasets.DATASETS["iemocap"]
+    layout = datasets.OfficialLayout(items=9, speakers="names", dialogue_prefix="conv",
+                                     utterance_sep="-u", speaker_vocab=("M", "F"))
+    monkeypatch.setitem(datasets.DATASETS, "twin", dataclasses.replace(iemocap, name="twin",
+                                                                        official=layout))
+    _write_iemocap(tmp_path / "src", video_ids=False)  # utterance ids: dialogue, sep, position
+    with pytest.warns(UntrustedPickleWarning):
+        corpus = import_official("twin", tmp_path / "src", tmp_path / "out")
+    assert corpus.name == "twin" and corpus.speaker_vocab == ("M", "F")
+    first = next(d for d in corpus.dialogues if d.id == "convSes01F_impro01")
+    assert [u.id for u in first.utterances][:2] == ["convSes01F_impro01-u0", "convSes01F_impro01-u1"]
 
 
 # -- bad input ----------------------------------------------------------------------------------

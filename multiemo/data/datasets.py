@@ -11,7 +11,10 @@ extraction jobs and training ask this table. A dataset owns
 - its **primary metric**, the one its papers report first, which picks the epoch by default
   (``train.select_metric=auto``) and is a sweep's default objective: ``weighted_f1`` (MELD,
   IEMOCAP, EmoryNLP) or ``micro_f1`` over every class but one (DailyDialog: the six emotions,
-  leaving out "no emotion"), with ``excluded_class`` naming the class left out.
+  leaving out "no emotion"), with ``excluded_class`` naming the class left out;
+- its **released-pickle layout** (``official``), for the datasets whose features the official
+  MultiEMO code released (MELD, IEMOCAP; docs/method.md §6.1): what ``multiemo import-official``
+  needs to know about them.
 
 A corpus under any other name (your own, through the conversation file format) is scored with
 weighted-F1 and reported in its label order.
@@ -22,6 +25,8 @@ weighted-F1 and reported in its label order.
 True
 >>> primary_metric("my_corpus")
 'weighted_f1'
+>>> [name for name, d in DATASETS.items() if d.official is not None]
+['meld', 'iemocap']
 """
 
 from __future__ import annotations
@@ -35,10 +40,23 @@ from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS, Corpus, CorpusErro
 from multiemo.data.dailydialog import DAILYDIALOG_LABELS
 from multiemo.data.emorynlp import EMORYNLP_LABELS
 
-__all__ = ["DatasetInfo", "DATASETS", "dataset_info", "read_dataset", "primary_metric",
+__all__ = ["DatasetInfo", "OfficialLayout", "DATASETS", "dataset_info", "read_dataset", "primary_metric",
            "excluded_class_index", "METRICS"]
 
 METRICS = ("weighted_f1", "macro_f1", "micro_f1")
+
+
+@dataclass(frozen=True)
+class OfficialLayout:
+    """How a dataset is laid out in the official MultiEMO feature pickles (docs/method.md §6.1)."""
+
+    items: int  # length of the Speakers.pkl tuple
+    # per-utterance speakers: one-hot vectors (MELD; index = order of first appearance) or
+    # names from ``speaker_vocab`` (IEMOCAP: 'M'/'F')
+    speakers: Literal["onehot", "names"]
+    dialogue_prefix: str  # before the released dialogue id: MELD 3 → "dia3"; "" keeps the name
+    utterance_sep: str  # between dialogue and utterance number: "dia3_utt0", "Ses01F_impro01_0"
+    speaker_vocab: tuple[str, ...] | None = None  # fixed speaker names; None: first appearance
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,7 @@ class DatasetInfo:
     primary_metric: str = "weighted_f1"
     excluded_class: str | None = None  # micro_f1 over every class but this one
     description: str = ""
+    official: OfficialLayout | None = None  # the released feature pickles, if any
 
     def read(self, root: str | Path, *, media_root: str | Path | None = None,
              skip_bad_rows: bool = False, labels: Sequence[str] | None = None,
@@ -85,9 +104,13 @@ class DatasetInfo:
 
 DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo("meld", "multiemo.data.meld:read_meld", MELD_LABELS, "separate",
-                description="MELD: {train,dev,test}_sent_emo.csv, clips in a separate folder"),
+                description="MELD: {train,dev,test}_sent_emo.csv, clips in a separate folder",
+                official=OfficialLayout(items=10, speakers="onehot", dialogue_prefix="dia",
+                                        utterance_sep="_utt")),
     DatasetInfo("iemocap", "multiemo.data.iemocap:read_iemocap", IEMOCAP_LABELS, "release",
-                description="IEMOCAP 6-class: Session1..5 of the release"),
+                description="IEMOCAP 6-class: Session1..5 of the release",
+                official=OfficialLayout(items=9, speakers="names", dialogue_prefix="",
+                                        utterance_sep="_", speaker_vocab=("M", "F"))),
     DatasetInfo("emorynlp", "multiemo.data.emorynlp:read_emorynlp", EMORYNLP_LABELS, "none",
                 description="EmoryNLP: emotion-detection-{trn,dev,tst}.json"),
     DatasetInfo("dailydialog", "multiemo.data.dailydialog:read_dailydialog", DAILYDIALOG_LABELS,

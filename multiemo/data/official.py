@@ -38,8 +38,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS, Corpus, CorpusError, Dialogue, \
-    Utterance
+from multiemo.data.corpus import Corpus, CorpusError, Dialogue, Utterance
+from multiemo.data.datasets import DATASETS, OfficialLayout, dataset_info
 from multiemo.data.store import StoreError, write_store
 from multiemo.errors import UserError
 
@@ -49,8 +49,6 @@ __all__ = ["run_command", "OfficialImportError", "UntrustedPickleWarning", "impo
 FEATURE_FILES = {"text": "TextFeatures.pkl", "audio": "AudioFeatures.pkl",
                  "visual": "VisualFeatures.pkl"}
 SPEAKERS_FILE = "Speakers.pkl"
-LABELS = {"meld": MELD_LABELS, "iemocap": IEMOCAP_LABELS}
-IEMOCAP_SPEAKERS = ("M", "F")
 _ITEM_IDS, _ITEM_SPEAKERS, _ITEM_LABELS, _ITEM_TRAIN, _ITEM_TEST = 0, 1, 2, 7, 8
 TRUST_WARNING = ("loading pickles runs code from them: import only pickles from a trusted source "
                  "(the official MultiEMO release)")
@@ -81,25 +79,34 @@ def _as_str(value: Any) -> str:
     return value.decode("latin1") if isinstance(value, bytes) else str(value)
 
 
-def _dialogue_name(dataset: str, key: Any) -> str:
-    if dataset == "meld":
-        return f"dia{int(key)}" if isinstance(key, (int, np.integer)) else f"dia{_as_str(key)}"
-    return _as_str(key)
+def _layout(dataset: str) -> OfficialLayout:
+    """The released-pickle layout of ``dataset`` from the table of datasets."""
+    info = dataset_info(dataset)
+    if info is None or info.official is None:
+        known = [name for name, d in DATASETS.items() if d.official is not None]
+        raise OfficialImportError(f"unknown dataset {dataset!r}: the official MultiEMO pickles "
+                                  f"exist for {', '.join(known)}")
+    return info.official
 
 
-def _utterance_ids(dataset: str, key: Any, name: str, n: int, video_ids: Any) -> list[str]:
+def _dialogue_name(layout: OfficialLayout, key: Any) -> str:
+    number = int(key) if isinstance(key, (int, np.integer)) else _as_str(key)
+    return f"{layout.dialogue_prefix}{number}"
+
+
+def _utterance_ids(layout: OfficialLayout, key: Any, name: str, n: int, video_ids: Any
+                   ) -> list[str]:
     given = video_ids.get(key) if isinstance(video_ids, dict) else None
     if given is not None and not isinstance(given, (str, bytes)):
         given = list(given)
         if len(given) == n:
             if all(isinstance(u, (int, np.integer)) for u in given):
-                ids = [f"{name}_utt{int(u)}" if dataset == "meld" else f"{name}_{int(u)}"
-                       for u in given]
+                ids = [f"{name}{layout.utterance_sep}{int(u)}" for u in given]
             else:
                 ids = [_as_str(u) for u in given]
             if len(set(ids)) == n:
                 return ids
-    return [f"{name}_utt{i}" if dataset == "meld" else f"{name}_{i}" for i in range(n)]
+    return [f"{name}{layout.utterance_sep}{i}" for i in range(n)]
 
 
 def _split_ids(items: Sequence[Any], index: int, path: Path) -> list[Any]:
@@ -117,7 +124,7 @@ def _split_ids(items: Sequence[Any], index: int, path: Path) -> list[Any]:
         return ids
 
 
-def _meld_speakers(vectors: Any, key: Any, path: Path, width: int | None
+def _onehot_speakers(vectors: Any, key: Any, path: Path, width: int | None
                    ) -> tuple[list[str], int, bool]:
     try:
         onehots = np.asarray([np.asarray(v, dtype=np.float64).reshape(-1) for v in vectors])
@@ -142,13 +149,12 @@ def _meld_speakers(vectors: Any, key: Any, path: Path, width: int | None
     return [f"speaker{k}" for k in index], onehots.shape[1], in_order
 
 
-def _iemocap_speakers(values: Any, key: Any, path: Path) -> list[str]:
+def _named_speakers(values: Any, key: Any, path: Path, vocab: Sequence[str]) -> list[str]:
     speakers = [_as_str(v) for v in values]
-    bad = sorted({s for s in speakers if s not in IEMOCAP_SPEAKERS})
+    bad = sorted({s for s in speakers if s not in vocab})
     if bad:
         raise OfficialImportError(f"{path}: item 1, dialogue {key!r}: speaker(s) {bad} do not "
-                                  f"fit the {len(IEMOCAP_SPEAKERS)}-speaker vector "
-                                  f"{list(IEMOCAP_SPEAKERS)}")
+                                  f"fit the {len(vocab)}-speaker vector {list(vocab)}")
     return speakers
 
 
@@ -197,16 +203,15 @@ def read_official(dataset: str, src: str | Path
             (with the utterance ids); each names the file and dialogue.
     """
     dataset = dataset.lower()
-    if dataset not in LABELS:
-        raise OfficialImportError(f"unknown dataset {dataset!r}: expected one of {list(LABELS)}")
+    layout = _layout(dataset)
     src = Path(src)
     warnings.warn(TRUST_WARNING, UntrustedPickleWarning, stacklevel=2)
-    classes = LABELS[dataset]
+    classes = DATASETS[dataset].labels
     spk_path = src / SPEAKERS_FILE
     items = _load_pickle(spk_path)
     if not isinstance(items, (tuple, list)) or len(items) < 9:
         raise OfficialImportError(f"{spk_path}: expected the DialogueRNN-style tuple of "
-                                  f"{10 if dataset == 'meld' else 9} items, got "
+                                  f"{layout.items} items, got "
                                   f"{type(items).__name__}"
                                   + (f" of {len(items)} items" if isinstance(items, (tuple, list))
                                      else ""))
@@ -235,7 +240,7 @@ def read_official(dataset: str, src: str | Path
                 if key not in table:
                     raise OfficialImportError(f"{spk_path}: dialogue {key!r} of the {split} ids "
                                               f"has no entry in item {index}")
-            name = _dialogue_name(dataset, key)
+            name = _dialogue_name(layout, key)
             raw_speakers, raw_labels = speakers_by[key], labels_by[key]
             n = len(raw_labels)
             if len(raw_speakers) != n:
@@ -243,12 +248,12 @@ def read_official(dataset: str, src: str | Path
                                           f"speakers (item 1) but {n} labels (item 2)")
             if n == 0:
                 raise OfficialImportError(f"{spk_path}: dialogue {key!r} has no utterances")
-            utt_ids = _utterance_ids(dataset, key, name, n, items[_ITEM_IDS])
-            if dataset == "meld":
-                speakers, width, in_order = _meld_speakers(raw_speakers, key, spk_path, width)
+            utt_ids = _utterance_ids(layout, key, name, n, items[_ITEM_IDS])
+            if layout.speakers == "onehot":
+                speakers, width, in_order = _onehot_speakers(raw_speakers, key, spk_path, width)
                 out_of_order += not in_order
             else:
-                speakers = _iemocap_speakers(raw_speakers, key, spk_path)
+                speakers = _named_speakers(raw_speakers, key, spk_path, layout.speaker_vocab or ())
             labels = _labels(raw_labels, key, spk_path, classes, utt_ids)
             for modality, table in tables.items():
                 features[modality].append(_features(table, key, src / FEATURE_FILES[modality], n))
@@ -275,12 +280,12 @@ def read_official(dataset: str, src: str | Path
     unused = len(set(labels_by) - set(train) - set(test))
     info = {"source": "official MultiEMO feature pickles (docs/method.md §6.1)", "src": str(src),
             "dialogues_in_neither_split": unused}
-    if dataset == "meld":
+    if layout.speakers == "onehot":
         info["speaker_vector_size"] = width
         info["dialogues_with_onehots_not_in_first_appearance_order"] = out_of_order
     try:
         corpus = Corpus(name=dataset, labels=tuple(classes), dialogues=tuple(dialogues),
-                        speaker_vocab=IEMOCAP_SPEAKERS if dataset == "iemocap" else None,
+                        speaker_vocab=layout.speaker_vocab,
                         info=info)
     except CorpusError as err:  # e.g. duplicate utterance ids from item 0
         raise OfficialImportError(f"{spk_path}: {err}") from None
