@@ -97,7 +97,6 @@ def run_extraction(args, *, config_cls: type, build: Callable[[Any], Any]) -> in
     (:class:`CorpusSource`), ``out``, ``device``, ``splits``, ``num_threads``, ``chunk_items``,
     ``chunk_seconds`` and ``projection`` (:class:`ProjectionConfig`); ``build`` makes the extractor.
     """
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load(config_cls, args.config, args.overrides)
     try:
         extractor = build(cfg)

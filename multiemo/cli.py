@@ -258,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.takes_overrides:
         args.overrides = [*args.overrides, *overrides]
     from multiemo.errors import UserError
+    from multiemo.logs import setup_logging
 
+    setup_logging()  # the one logging setup of every command (the library itself logs quietly)
     module, function = args.handler.split(":")
     try:
         return int(getattr(importlib.import_module(module), function)(args) or 0)

@@ -30,11 +30,11 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", overrides: list[
     with run.locked(), runtime(cfg):
         t = build_training(cfg)
         out.path.mkdir(parents=True, exist_ok=True)
-        info = run.info()
-        out.update_info(dataset=cfg.dataset, labels=list(t.data.labels), seed=cfg.train.seed,
-                        run_dir=str(run.path), overrides=list(overrides or []),
-                        **{k: info[k] for k in ("select_metric", "best_epoch", "num_dialogues",
-                                                "num_utterances") if k in info})
+        scored = run.record()
+        out.start(dataset=cfg.dataset, labels=t.data.labels, seed=cfg.train.seed,
+                  run_dir=str(run.path), overrides=overrides or (),
+                  select_metric=scored.select_metric, best_epoch=scored.best_epoch,
+                  num_dialogues=scored.num_dialogues, num_utterances=scored.num_utterances)
         report = test(t, run, checkpoint, out=out)
     print((out.path / "report.md").read_text())
     print(f"wrote {out.path}", file=sys.stderr)
@@ -46,7 +46,3 @@ def run_command(args) -> int:
     evaluate_run(args.run_dir, args.checkpoint, args.overrides, args.name)
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    from multiemo.cli import main as cli_main
-    return cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])

@@ -223,10 +223,11 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: str = "best") -
     out = Path(out)
     if out.exists():
         raise ModelError(f"{out} exists: choose another --out, or delete it first")
-    info = run.info()
-    if info.get("status") != "finished":
-        raise RunError(f"{run.path}: status {info.get('status', 'unknown')!r}; export a finished run "
+    record = run.record()
+    if record.status != "finished":
+        raise RunError(f"{run.path}: status {record.status or 'unknown'!r}; export a finished run "
                        f"(its test report goes into the model card)")
+    info = record.to_json()
     cfg = build(Config, read_yaml(run.config), source=str(run.config))
     corpus = Corpus.load(resolve_path(cfg.data.root, cfg.data.corpus))
     state = load_checkpoint(run.checkpoint(checkpoint))

@@ -22,7 +22,9 @@ bar, summary), then the model runs over whole dialogues. Layout::
     OUT/plots/label_distribution.png    with --plots: predicted (and gold) label counts
 
 Shard ``K/N`` takes the dialogues ``i % N == K`` (whole dialogues: the model and the text context
-need them). When the last shard finishes, it merges (or ``--merge`` does). A kill at any moment
+need them; the runner's :func:`~feature_extraction.runner.shard_items`). ``predict.json`` is
+checked by the runner's :func:`~feature_extraction.runner.check_job_identity`, as an extraction's
+``job.json``. When the last shard finishes, it merges (or ``--merge`` does). A kill at any moment
 loses at most the batch in flight; a rerun skips finished shards and finished chunks, so labelling
 a million-utterance corpus on many machines is the same command as labelling one conversation.
 
@@ -42,6 +44,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from feature_extraction.runner import check_job_identity, shard_items
 from multiemo.data.atomic import atomic_path, atomic_write_text
 from multiemo.data.corpus import Corpus
 from multiemo.errors import UserError
@@ -61,29 +64,20 @@ def _shard_dir(out: Path, k: int, n: int) -> Path:
     return out / "shards" / f"s{k}of{n}"
 
 
-def _init_job(out: Path, recognizer: Recognizer, input_path: Path, media_root: Path, n: int) -> None:
-    """Write ``predict.json``, or check that the one there is this job."""
+def _claim_out(out: Path, recognizer: Recognizer, input_path: Path, media_root: Path, n: int) -> None:
+    """Write ``predict.json``, or check that the one there is this job (the runner's identity
+    check: another model, input, shard count or media root is refused)."""
     # the model is known by its files' digests (a copy of the folder elsewhere is the same model)
-    job = {"format": JOB_FORMAT, "version": 1, "shards": n,
-           "model": {name: file_digest(recognizer.folder / name) for name in (CONFIG_NAME, WEIGHTS_NAME)},
-           "model_path": str(recognizer.folder.resolve()),
-           "input": {"path": str(input_path.resolve()), "sha256": file_digest(input_path)},
-           "media_root": str(media_root.resolve())}
-    path = out / "predict.json"
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise PredictError(f"{path}: not a readable job file ({err}); delete {out} to start "
-                               f"afresh") from None
-        for key, what in (("model", "another model"), ("input", "another input file (or the file "
-                          "changed)"), ("shards", "another shard count"), ("media_root", "another media root")):
-            mine, theirs = job[key], old.get(key)
-            if mine != theirs:
-                raise PredictError(f"{out} holds predictions of {what} ({key}: {theirs!r}, now "
-                                   f"{mine!r}); write to another --out, or delete {out}")
-        return
-    atomic_write_text(path, json.dumps(job, indent=1) + "\n")
+    identity = {"shards": n,
+                "model": {name: file_digest(recognizer.folder / name) for name in (CONFIG_NAME, WEIGHTS_NAME)},
+                "input": {"path": str(input_path.resolve()), "sha256": file_digest(input_path)},
+                "media_root": str(media_root.resolve())}
+    check_job_identity(out / "predict.json", identity, kind="prediction job", fmt=JOB_FORMAT,
+                       create={"version": 1, "model_path": str(recognizer.folder.resolve())},
+                       names={"model": "another model", "shards": "another shard count",
+                              "input": "another input file (or the file changed)",
+                              "media_root": "another media root"},
+                       remedy=f"write to another --out, or delete {out}", error=PredictError)
 
 
 def predict_shard(recognizer: Recognizer, corpus: Corpus, out: Path, shard: tuple[int, int], *,
@@ -98,7 +92,7 @@ def predict_shard(recognizer: Recognizer, corpus: Corpus, out: Path, shard: tupl
         print(f"predict shard {k}/{n}: already done ({summary['utterances']} utterances)",
               file=sys.stderr, flush=True)
         return summary
-    picked = [(j, d) for j, d in enumerate(corpus.dialogues) if j % n == k]
+    picked = shard_items(list(enumerate(corpus.dialogues)), shard)  # whole dialogues
     sub = Corpus(corpus.name, corpus.labels, tuple(d for _, d in picked), corpus.speaker_vocab,
                  corpus.info) if picked else None
     utterances = sum(len(d.utterances) for _, d in picked)
@@ -252,7 +246,6 @@ def merge(out: Path, recognizer: Recognizer, corpus: Corpus, n: int, *, plots: b
 
 def run_command(args) -> int:
     """``multiemo predict`` (the options are declared in :mod:`multiemo.cli`)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
     if args.shard is None and args.merge and (out / "predict.json").is_file():
         k, n = 0, int(json.loads((out / "predict.json").read_text()).get("shards", 1))
@@ -268,7 +261,7 @@ def run_command(args) -> int:
     media_root = Path(args.media_root) if args.media_root else input_path.resolve().parent
     try:
         out.mkdir(parents=True, exist_ok=True)
-        _init_job(out, recognizer, input_path, media_root, n)
+        _claim_out(out, recognizer, input_path, media_root, n)
     except OSError as err:
         raise PredictError(f"cannot write the output folder {out}: {err.strerror or err}") from None
     if not args.merge:

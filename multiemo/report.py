@@ -51,6 +51,7 @@ from multiemo.data.datasets import excluded_class_index, primary_metric
 from multiemo.config import MODALITIES, LossConfig
 from multiemo.errors import UserError
 from multiemo.metrics import bootstrap_interval, classification_scores, paired_bootstrap
+from multiemo.plots import pyplot
 
 __all__ = ["PAPER_ROWS", "ReportError", "paper_row", "choose_paper_row", "score_report", "write_report", "summary_columns",
            "report_markdown", "report_csv", "aggregate", "format_table", "write_summary",
@@ -408,15 +409,8 @@ def report_csv(report: dict, name: str = "ours") -> str:
     return buf.getvalue()
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")  # files only; never opens a window
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _plot_confusion(report: dict, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     order, columns = _column_order(report["dataset"], report["labels"])
     counts = np.asarray(report["confusion_matrix"], dtype=float)[np.ix_(order, order)]
     rows = counts.sum(axis=1, keepdims=True)
@@ -440,7 +434,7 @@ def _plot_confusion(report: dict, path: Path) -> None:
 
 
 def _plot_per_class(report: dict, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     order, columns = _column_order(report["dataset"], report["labels"])
     ours = [report["scores"]["per_class_f1"][i] for i in order]
     paper, _ = _report_paper(report)
@@ -602,13 +596,10 @@ def find_runs(paths: Sequence[str | Path], split: str = "test") -> list[tuple[st
 
 
 def _run_meta(run_dir: Path) -> dict:
-    meta: dict[str, Any] = {}
-    run_json = run_dir / "run.json"
-    if run_json.is_file():
-        try:
-            meta = json.loads(run_json.read_text())
-        except json.JSONDecodeError as err:
-            raise ReportError(f"{run_json}: not valid JSON ({err})") from err
+    from multiemo.run import RunDir  # the run record's one reader (any version of run.json)
+
+    run = RunDir(run_dir)
+    meta: dict[str, Any] = run.record().to_json() if run.has_record() else {}
     if "dataset" not in meta and (run_dir / "config.yaml").is_file():
         import yaml
         config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}

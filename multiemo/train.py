@@ -1,12 +1,12 @@
 """``multiemo train``: train MultiEMO on feature stores, select on validation, test once.
 
-The loop (:func:`train`) is kept in plain sight: every epoch trains, scores the validation
-split, writes a metrics line and an atomic ``last.pt``, and replaces ``best.pt`` when the
-validation weighted-F1 improves; with ``train.patience`` it stops once validation has not
-improved for that many epochs. The test split is scored once, after the last epoch, with the
-best checkpoint. ``--resume RUN_DIR`` continues from ``last.pt`` to the same result an
-uninterrupted run gives (the shuffling of each epoch is seeded from the seed and the epoch, and
-the RNG state travels in the checkpoint).
+:func:`train` reads as the steps of the engine (:mod:`multiemo.engine`): open the run folder
+(:func:`~multiemo.engine.opened_run`), fit on train and validation
+(:func:`~multiemo.engine.fit`: the epochs, ``best.pt`` chosen on validation, ``last.pt`` for
+resume, ``train.patience``), then score the best checkpoint on test once
+(:func:`~multiemo.engine.test`). ``--resume RUN_DIR`` continues from ``last.pt`` to the same
+result an uninterrupted run gives. ``--seeds`` trains one run per seed
+(:func:`train_seeds`) and writes their mean ± std.
 
 Run directory::
 
@@ -18,43 +18,19 @@ Run directory::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
-import sys
 from pathlib import Path
-from typing import Iterator
 
 from multiemo.config import SEED_MAX, Config, ConfigError, load, to_dict
-from multiemo.data.atomic import atomic_write_text
-from multiemo.engine import (DataCache, Prepared, Training, build_training, fit, runtime, start_run,
-                             test)
-from multiemo.run import RunDir, RunError
+from multiemo.engine import DataCache, Prepared, fit, opened_run, test
+from multiemo.run import RunDir, RunError, SeedRuns
+from multiemo.tracking import Tracker
 
-__all__ = ["train", "opened_run", "train_seeds", "parse_seeds", "run_command", "Tracker"]
+__all__ = ["train", "train_seeds", "parse_seeds", "run_command"]
 
 log = logging.getLogger("multiemo")
-
-
-@contextlib.contextmanager
-def opened_run(cfg: Config, run_dir: str | Path, *, resume: bool = False,
-               overrides: list[str] | None = None, data: Prepared | DataCache | None = None,
-               echo: bool = True) -> Iterator[tuple[RunDir, Training]]:
-    """A run folder ready to train in, and its training: the folder's lock held, its log set up
-    (``train.log``, and standard output with ``echo``), threads and determinism set, the training
-    built (``data`` reuses already loaded stores) and ``config.yaml``/``run.json`` written, the
-    ``overrides`` recorded. :func:`train` and a sweep trial both start here."""
-    run = RunDir(run_dir)
-    with run.locked():
-        _setup_logging(run.path, echo)
-        with runtime(cfg):
-            t = build_training(cfg, data)
-            start_run(t, run, resume, overrides or [])
-            log.info("MultiEMO on %s: %s parameters (all used in the forward pass); modalities %s; "
-                     "device %s%s", cfg.dataset, f"{run.info()['num_parameters']:,}",
-                     ",".join(cfg.model.modalities), t.device, " (bf16 autocast)" if t.amp else "")
-            yield run, t
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, echo: bool = True,
@@ -62,9 +38,10 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, echo: bool = T
           tracker_group: str | None = None) -> dict:
     """Train one seed into ``run_dir`` (build → fit → test once); returns the test report.
 
-    The log goes to ``run_dir/train.log`` and, with ``echo``, to standard output. ``overrides``
-    are recorded in ``run.json`` (and, on resume, in its list of resumes). ``data`` reuses
-    already loaded stores (a sweep worker's cache).
+    The log goes to ``run_dir/train.log`` and, with ``echo``, to the console when one is set up
+    (:mod:`multiemo.logs`; the command line does). ``overrides`` are recorded in ``run.json``
+    (and, on resume, in its list of resumes). ``data`` reuses already loaded stores (a sweep
+    worker's cache).
     """
     with opened_run(cfg, run_dir, resume=resume, overrides=overrides, data=data, echo=echo) as (run, t):
         tracker = Tracker(cfg, run.path, tracker_group)
@@ -76,68 +53,15 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, echo: bool = T
             raise
         report = test(t, run)
         tracker.finish(report, run.path)
-    if result.stop_reason == "patience":
-        stopped = (f"stopped at epoch {result.stopped_epoch} of at most {cfg.train.epochs} (no "
-                   f"validation improvement for {result.stopped_epoch - result.best_epoch} epochs)")
-    else:
-        stopped = f"stopped at epoch {result.stopped_epoch} (train.epochs={cfg.train.epochs})"
-    log.info("best epoch %d (validation %s %.2f); %s; test weighted-F1 %.2f\n%s", result.best_epoch,
-             result.metric, 100 * result.best_score, stopped, report["scores"]["weighted_f1"],
-             (run.path / "report.md").read_text())
+        if result.stop_reason == "patience":
+            stopped = (f"stopped at epoch {result.stopped_epoch} of at most {cfg.train.epochs} (no "
+                       f"validation improvement for {result.stopped_epoch - result.best_epoch} epochs)")
+        else:
+            stopped = f"stopped at epoch {result.stopped_epoch} (train.epochs={cfg.train.epochs})"
+        log.info("best epoch %d (validation %s %.2f); %s; test weighted-F1 %.2f\n%s", result.best_epoch,
+                 result.metric, 100 * result.best_score, stopped, report["scores"]["weighted_f1"],
+                 (run.path / "report.md").read_text())
     return report
-
-
-class Tracker:
-    """Optional wandb logging; does nothing when ``runtime.wandb=disabled``.
-
-    ``group`` puts runs of one sweep in one wandb group (each trial and each final seed a run).
-    """
-
-    def __init__(self, cfg: Config, run_dir: Path, group: str | None = None,
-                 name: str | None = None) -> None:
-        self.run = None
-        if cfg.runtime.wandb == "disabled":
-            return
-        import wandb  # an optional dependency: pip install multiemo[tracking]
-
-        self.wandb = wandb
-        self.run = wandb.init(project=cfg.runtime.wandb_project, mode=cfg.runtime.wandb,
-                              dir=str(run_dir), config=to_dict(cfg), name=name or run_dir.name,
-                              group=group, reinit="finish_previous")
-
-    def log_epoch(self, record: dict) -> None:
-        if self.run is not None:
-            flat = {"epoch": record["epoch"], "lr": record["lr"]}
-            for split in ("train", "valid"):
-                flat.update({f"{split}/{k}": v for k, v in record[split].items()})
-            self.run.log(flat, step=record["epoch"])
-
-    def finish(self, report: dict | None, run_dir: Path) -> None:
-        if self.run is None:
-            return
-        if report is not None:
-            scores = report["scores"]
-            table = self.wandb.Table(columns=["class", "f1"],
-                                     data=[[c, f] for c, f in zip(report["labels"], scores["per_class_f1"])])
-            self.run.log({"test/per_class_f1": table, "test/weighted_f1": scores["weighted_f1"],
-                          "test/confusion_matrix": self.wandb.Image(str(run_dir / "confusion_matrix.png"))})
-        self.run.finish()
-
-
-def _setup_logging(run_dir: Path, echo: bool) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log.setLevel(logging.INFO)
-    for handler in list(log.handlers):
-        log.removeHandler(handler)
-        handler.close()
-    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    handlers = [logging.FileHandler(run_dir / "train.log")]
-    if echo:
-        handlers.append(logging.StreamHandler(sys.stdout))
-    for handler in handlers:
-        handler.setFormatter(fmt)
-        log.addHandler(handler)
-    log.propagate = False
 
 
 # -- several seeds and the command line -----------------------------------------------------
@@ -176,13 +100,13 @@ def train_seeds(cfg: Config, run_dir: Path, seeds: list[int], resume: bool = Fal
     """
     from multiemo.report import format_table, write_summary
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "seeds.json", json.dumps({"seeds": seeds}))
+    runs = SeedRuns(run_dir)
+    runs.write(seeds)
     data = data or DataCache()
     reports = []
     for seed in seeds:
         seed_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
-        seed_run = RunDir(run_dir / f"seed-{seed}")
+        seed_run = runs.run(seed)
         if resume and seed_run.finished() and (seed_run.path / "report.json").is_file():
             reports.append(json.loads((seed_run.path / "report.json").read_text()))
             continue
@@ -219,10 +143,10 @@ def run_command(args) -> int:
                               "with: drop --config/--run-dir/--seeds (key=value overrides, such as "
                               "train.epochs=30, are applied and recorded)")
         run_dir = Path(args.resume)
-        seeds_file = run_dir / "seeds.json"
-        if seeds_file.is_file():  # a multi-seed parent: its config is in the first seed's folder
-            seeds = json.loads(seeds_file.read_text())["seeds"]
-            first = RunDir(run_dir / f"seed-{seeds[0]}").require()
+        runs = SeedRuns(run_dir)
+        if runs.exists():  # a multi-seed parent: its config is in the first seed's folder
+            seeds = list(runs.seeds())
+            first = runs.run(seeds[0]).require()
             cfg = load(Config, first.config, args.overrides)
             _refuse_new_shapes(load(Config, first.config), cfg, first)
             train_seeds(cfg, run_dir, seeds, resume=True, overrides=args.overrides)
@@ -240,7 +164,7 @@ def run_command(args) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     cfg = load(Config, args.config, args.overrides)
     run_dir = Path(args.run_dir)
-    if RunDir(run_dir).last.is_file() or (run_dir / "seeds.json").is_file():
+    if RunDir(run_dir).last.is_file() or SeedRuns(run_dir).exists():
         raise ConfigError(f"{run_dir} already holds a run: use --resume {run_dir} or another --run-dir")
     if seeds is not None:
         train_seeds(cfg, run_dir, seeds, overrides=args.overrides)
@@ -248,8 +172,3 @@ def run_command(args) -> int:
         train(cfg, run_dir, overrides=args.overrides)
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``multiemo train ...`` from Python."""
-    from multiemo.cli import main as cli_main
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])

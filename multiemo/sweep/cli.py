@@ -15,6 +15,7 @@ written. The same command on another machine with the same storage joins the stu
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -27,9 +28,12 @@ from multiemo.config import default_threads
 from multiemo.data.atomic import atomic_write_text
 from multiemo.engine import DataCache
 from multiemo.sweep.spec import SweepError, SweepSpec, load_spec
-from multiemo.sweep.study import Worker, _say, open_storage, open_study, progress, target_trials, trial_dir, trial_overrides
+from multiemo.sweep.study import (Worker, open_storage, open_study, progress, target_trials, trial_dir,
+                                  trial_overrides)
 
 __all__ = ["run_command", "run_sweep"]
+
+log = logging.getLogger("multiemo.sweep")
 
 
 def run_command(args) -> int:
@@ -61,8 +65,8 @@ def run_sweep(spec: SweepSpec, study_dir: Path, extra: list[str], *, workers: in
             _spawn(workers, base, study_dir)
         else:
             done, _ = progress(study)
-            _say(f"study {name!r}: {done}/{target_trials(spec)} trials finished; worker "
-                 f"{worker_index or 0} starts")
+            log.info("study %r: %d/%d trials finished; worker %d starts", name, done,
+                     target_trials(spec), worker_index or 0)
             Worker(spec, study, study_dir, extra, journal, worker_index or 0, group, cache).run()
     if not final or worker_index is not None:
         return None
@@ -100,7 +104,8 @@ def _spawn(workers: int, base, study_dir: Path) -> None:
         extra = [f"runtime.device=cuda:{i % gpus}"] if gpus else [f"runtime.num_threads={threads}"]
         cmd = [sys.executable, "-m", "multiemo.cli", *argv, "--worker-index", str(i), *extra]
         procs.append(subprocess.Popen(cmd))
-    _say(f"{workers} workers started ({'GPUs round-robin' if gpus else f'{threads} CPU thread(s) each'})")
+    log.info("%d workers started (%s)", workers,
+             "GPUs round-robin" if gpus else f"{threads} CPU thread(s) each")
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:
@@ -141,19 +146,19 @@ def _finish(spec: SweepSpec, study, study_dir: Path, extra: list[str], cache: Da
         chosen = trial_overrides(spec, best.params)
         info["chosen_overrides"] = chosen
         seeds = list(spec.final.seeds)
-        _say(f"best trial {best.number} (validation {spec.objective} {best.value:.2f}): training "
-             f"it with seeds {seeds}, each scored on test once")
+        log.info("best trial %d (validation %s %.2f): training it with seeds %s, each scored on "
+                 "test once", best.number, spec.objective, best.value, seeds)
         cfg = spec.base_config([*extra, *chosen])
         final = _seed_runs(train_seeds, cfg, study_dir / "final", seeds, chosen, cache, group)
         baseline = []
         if spec.final.baseline:
-            _say("the base config with the same seeds (the reference of the paired test)")
+            log.info("the base config with the same seeds (the reference of the paired test)")
             baseline = _seed_runs(train_seeds, spec.base_config(extra), study_dir / "baseline", seeds,
                                   [], cache, group)
         summary = write_sweep_summary(study_dir, study, spec, best, final, baseline, info)
         for note in write_plots(study_dir, study):
-            _say(note)
-    _say(f"wrote {study_dir / 'summary.md'} (and .json, .csv)")
+            log.info("%s", note)
+    log.info("wrote %s (and .json, .csv)", study_dir / "summary.md")
     print((study_dir / "summary.md").read_text(), flush=True)
     return summary
 

@@ -46,7 +46,7 @@ import yaml
 from multiemo.config import Config, ConfigError, build, read_yaml, set_dotted, to_dict
 from multiemo.errors import UserError
 
-__all__ = ["SweepError", "Param", "SweepSpec", "FinalSpec", "StudySpec", "load_spec"]
+__all__ = ["SweepError", "Param", "SweepSpec", "FinalSpec", "StudySpec", "load_spec", "override_value"]
 
 
 class SweepError(UserError):
@@ -226,13 +226,18 @@ def _overrides(value: Any, source: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, dict):
-        return tuple(f"{k}={_yaml_value(v)}" for k, v in value.items())
+        return tuple(f"{k}={override_value(v)}" for k, v in value.items())
     if isinstance(value, list) and all(isinstance(v, str) and "=" in v for v in value):
         return tuple(value)
     raise SweepError(f"{source}: overrides must be a mapping of config paths to values, got {value!r}")
 
 
-def _yaml_value(value: Any) -> str:
+def override_value(value: Any) -> str:
+    """``value`` as the right side of a ``key=value`` override (YAML flow style).
+
+    >>> override_value([1, "a"]), override_value(0.5), override_value("x y")
+    ('[1, a]', '0.5', 'x y')
+    """
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 

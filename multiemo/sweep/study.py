@@ -39,19 +39,15 @@ import optuna
 from optuna.trial import TrialState
 
 from multiemo.config import Config
-from multiemo.engine import DataCache, fit, load_checkpoint, score_validation
+from multiemo.engine import DataCache, fit, load_checkpoint, opened_run, score_validation
 from multiemo.run import RunDir, RunError, lock_held
-from multiemo.sweep.spec import Param, SweepError, SweepSpec, _yaml_value
+from multiemo.sweep.spec import Param, SweepError, SweepSpec, override_value
+from multiemo.tracking import Tracker
 from multiemo.sweep.urls import masked_url, scrub, unencoded_userinfo
 
 __all__ = ["open_storage", "open_study", "Worker", "progress", "trial_overrides", "trial_dir"]
 
-log = logging.getLogger("multiemo")
-optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial; no tracebacks for failed trials
-
-
-def _say(text: str) -> None:
-    print(f"[sweep {time.strftime('%H:%M:%S')}] {text}", flush=True)
+log = logging.getLogger("multiemo.sweep")  # the sweep's own lines (a trial's go to its train.log)
 
 
 # -- storage and study --------------------------------------------------------------------------
@@ -215,8 +211,8 @@ def trial_overrides(spec: SweepSpec, params: dict) -> list[str]:
     """The config overrides of a trial's parameters (a study: the variant's set and the seed)."""
     if spec.is_study:
         changes = dict(spec.study.variants[params["variant"]])
-        return [f"{k}={_yaml_value(v)}" for k, v in changes.items()] + [f"train.seed={params['seed']}"]
-    return [f"{path}={_yaml_value(value)}" for path, value in params.items()]
+        return [f"{k}={override_value(v)}" for k, v in changes.items()] + [f"train.seed={params['seed']}"]
+    return [f"{path}={override_value(value)}" for path, value in params.items()]
 
 
 def _suggest(trial: optuna.Trial, param: Param):
@@ -270,8 +266,8 @@ class Worker:
             cfg = self.spec.base_config([*self.extra, *overrides])
             value = self._fit(trial, cfg, run, overrides)
         except optuna.TrialPruned as pruned:
-            run.update_info(status="pruned")
-            _say(f"trial {trial.number} {pruned} ({time.perf_counter() - started:.1f} s)")
+            run.update(status="pruned")
+            log.info("trial %d %s (%.1f s)", trial.number, pruned, time.perf_counter() - started)
             raise
         except KeyboardInterrupt:
             self.study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
@@ -280,27 +276,26 @@ class Worker:
             message = f"{type(err).__name__}: {err}"
             trial.set_user_attr("error", message)
             if run.path.is_dir():
-                run.update_info(status="failed", error=message)
-            _say(f"trial {trial.number} failed: {message}")
+                run.update(status="failed", error=message)
+            log.info("trial %d failed: %s", trial.number, message)
             raise
         done, _ = progress(self.study)
         best = max((t.value for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))),
                    default=value)
-        _say(f"trial {trial.number}: {_brief(params)} → validation {self.spec.objective} "
-             f"{value:.2f} (best so far {max(best, value):.2f}); {time.perf_counter() - started:.1f} s; "
-             f"{done + 1}/{self.target} done")
+        log.info("trial %d: %s → validation %s %.2f (best so far %.2f); %.1f s; %d/%d done",
+                 trial.number, _brief(params), self.spec.objective, value, max(best, value),
+                 time.perf_counter() - started, done + 1, self.target)
         return value
 
     def _fit(self, trial: optuna.Trial, cfg: Config, run: RunDir, overrides: list[str]) -> float:
-        from multiemo.train import Tracker, opened_run, train
+        from multiemo.train import train
 
         if self.spec.is_study:  # a full run: each variant is a row of the final table
             train(cfg, run.path, echo=False, overrides=overrides, data=self.cache,
                   tracker_group=self.group)
-            info = run.info()
-            return 100 * info[f"valid_{info['select_metric']}"]
+            return 100 * run.record().valid_score
         with opened_run(cfg, run.path, overrides=overrides, data=self.cache, echo=False) as (run, t):
-            run.update_info(trial=trial.number, study=self.study.study_name)
+            run.update(trial=trial.number, study=self.study.study_name)
             tracker = Tracker(cfg, run.path, self.group, name=f"trial-{trial.number}")
 
             def report(record: dict) -> None:
@@ -312,7 +307,7 @@ class Worker:
 
             result = fit(t, run, on_epoch=report, checkpoints=self.spec.keep_checkpoints)
             score_validation(t, run, result.best_state or load_checkpoint(run.best))
-            run.update_info(status="validated")
+            run.update(status="validated")
             tracker.finish(None, run.path)
         return 100 * result.best_score
 
@@ -342,16 +337,16 @@ class Worker:
                 worker = t.user_attrs.get("worker")
                 if worker is None or worker == self.id or lock_held(folder / f"{worker}.lock"):
                     continue
-                try:
-                    self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                except optuna.exceptions.UpdateFinishedTrialError:
-                    continue
+                try:  # Optuna's public way to finish a trial of another process
+                    self.study.tell(t.number, state=TrialState.FAIL)
+                except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                    continue  # it finished meanwhile ("Cannot tell a COMPLETE trial")
                 self.study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
                 retry = next((r.number for r in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
                               if r.user_attrs.get("retry_of") == t.number), None)
                 self._record_dead(t.number, retry)
-                _say(f"trial {t.number} was running in worker {worker}, which is gone: "
-                     f"marked failed and queued again")
+                log.info("trial %d was running in worker %s, which is gone: marked failed and "
+                         "queued again", t.number, worker)
 
     def _record_stale_trials(self) -> None:
         """The run folders of the trials Optuna's heartbeat failed (RDB): each is re-queued by
@@ -369,10 +364,10 @@ class Worker:
         """Trial ``number``'s run folder says it failed because its worker died (it said running)."""
         run = RunDir(trial_dir(self.study_dir, number))
         try:
-            if run.info().get("status") != "running":
+            if run.record().status != "running":
                 return
             then = f"re-queued as trial {retry}" if retry is not None else "not re-queued (retries spent)"
-            run.update_info(status="failed", error=f"its worker died (killed, or its node was lost); {then}")
+            run.update(status="failed", error=f"its worker died (killed, or its node was lost); {then}")
         except (OSError, RunError) as err:
             log.warning("trial %d: its run folder could not record its dead worker: %s", number, err)
 
