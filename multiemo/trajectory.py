@@ -36,6 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from multiemo.data.atomic import atomic_path
+from multiemo.plots import pyplot
 
 __all__ = ["plot_dialogue", "dialogue_figure", "plot_label_distribution", "dialogue_plot_name"]
 
@@ -59,13 +60,6 @@ _EMOTION_COLOURS = {
     "anger": "#e15759", "mad": "#e15759",
     "frustration": "#9d4d3c",
 }
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")  # files only; never opens a window
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _class_colours(plt, labels: Sequence[str]) -> list:
@@ -150,7 +144,7 @@ def plot_dialogue(path, dialogue_id: str, labels: Sequence[str], probabilities: 
         ValueError: a shape that does not fit, or a gold / predicted label not in ``labels``.
     """
     fig = dialogue_figure(dialogue_id, labels, probabilities, speakers, gold, predicted)
-    return _save(fig, _pyplot(), Path(path))
+    return _save(fig, pyplot(), Path(path))
 
 
 def dialogue_figure(dialogue_id: str, labels: Sequence[str], probabilities: np.ndarray,
@@ -191,7 +185,7 @@ def dialogue_figure(dialogue_id: str, labels: Sequence[str], probabilities: np.n
                 else _check_label_list(predicted, "predicted", labels, n_utt, False))
     speakers = ["" if s is None else str(s) for s in speakers]
 
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -290,7 +284,7 @@ def plot_label_distribution(path, labels: Sequence[str], predicted_counts: Seque
     predicted = _check_counts(predicted_counts, "predicted_counts", labels)
     gold = None if gold_counts is None else _check_counts(gold_counts, "gold_counts", labels)
 
-    plt = _pyplot()
+    plt = pyplot()
     colours = _class_colours(plt, labels)
     x = np.arange(len(labels))
     bar = 0.4 if gold is not None else 0.7

@@ -152,10 +152,10 @@ def _write(study_dir: Path, md: str, summary: dict, csv_text: str) -> None:
 def write_plots(study_dir: Path, study: optuna.Study) -> list[str]:
     """Optuna's optimisation history, parameter importances and slice plots as PNGs; returns
     the notes of the plots that could not be made (e.g. importances need two completed trials)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
+
+    from multiemo.plots import pyplot
+    plt = pyplot()
 
     notes = []
     for name, plot in (("optimization_history", ovm.plot_optimization_history),
