@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,49 +10,9 @@ from multiemo.data.corpus import Corpus, CorpusError
 from multiemo.data.dailydialog import DAILYDIALOG_LABELS, read_dailydialog
 from multiemo.data.emorynlp import EMORYNLP_LABELS, read_emorynlp
 
+from builders import DD_DEFAULT, emorynlp_release, write_dailydialog, write_emorynlp  # the releases
+
 # -- EmoryNLP ------------------------------------------------------------------------------------
-
-
-def utt(uid, speakers, transcript, emotion):
-    return {"utterance_id": uid, "speakers": speakers, "transcript": transcript,
-            "tokens": [transcript.split()], "emotion": emotion}
-
-
-def emorynlp_release() -> dict[str, dict]:
-    """Two episodes over the three files; scenes with a two-speaker and a no-speaker utterance."""
-    train = {"episodes": [
-        {"episode_id": "s01_e01", "scenes": [
-            {"scene_id": "s01_e01_c01", "utterances": [
-                utt("s01_e01_c01_u001", ["Monica Geller"], "There’s nothing to tell!", "Neutral"),
-                utt("s01_e01_c01_u002", ["Ross Geller", "Rachel Green"], "Hi!", "Joyful"),
-                utt("s01_e01_c01_u003", ["Joey Tribbiani"], "C'mon,   you're going out", "MAD"),
-            ]},
-            {"scene_id": "s01_e01_c02", "utterances": [
-                utt("s01_e01_c02_u001", [], "(crowd noise)", "scared"),
-                utt("s01_e01_c02_u002", ["Chandler Bing"], "", "Peaceful"),
-            ]},
-        ]},
-        {"episode_id": "s01_e02", "scenes": [
-            {"scene_id": "s01_e02_c01", "utterances": [
-                utt("s01_e02_c01_u001", ["Phoebe Buffay"], "Oh.", "Sad")]},
-        ]},
-    ]}
-    dev = {"episodes": [{"episode_id": "s02_e01", "scenes": [
-        {"scene_id": "s02_e01_c01", "utterances": [
-            utt("s02_e01_c01_u001", ["Ross Geller"], "Hey.", "Powerful"),
-            utt("s02_e01_c01_u002", ["Rachel Green"], "Hi.", "Neutral")]}]}]}
-    test = {"episodes": [{"episode_id": "s03_e01", "scenes": [
-        {"scene_id": "s03_e01_c01", "utterances": [
-            utt("s03_e01_c01_u001", ["Monica Geller"], "Ok.", "Neutral")]}]}]}
-    return {"trn": train, "dev": dev, "tst": test}
-
-
-def write_emorynlp(root: Path, release: dict[str, dict] | None = None) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for part, data in (release or emorynlp_release()).items():
-        (root / f"emotion-detection-{part}.json").write_text(json.dumps(data, indent=2),
-                                                             encoding="utf-8")
-    return root
 
 
 def test_emorynlp_reader(tmp_path):
@@ -189,31 +148,6 @@ def test_emorynlp_file_faults(tmp_path):
 
 
 # -- DailyDialog ---------------------------------------------------------------------------------
-
-DD_DEFAULT = {
-    "train": (["Say , Jim , how about going for a few beers after dinner ? __eou__ "
-               "You know that is tempting but is really not good for our fitness . __eou__ "
-               "What do you mean ? __eou__",
-               "Can you do push-ups ? __eou__ Of course I can . It’s a piece of cake ! __eou__",
-               "Hello ! __eou__"],
-              ["0 0 1", "0 4", "6"]),
-    "validation": (["Good morning , sir . __eou__ Morning . __eou__"], ["0 0"]),
-    "test": (["Hey man , you wanna buy some weed ? __eou__ Some what ? __eou__ "
-              "Weed ! You know ? __eou__ Oh , umm , no thanks . __eou__",
-              "I'm so sad . __eou__"],
-             ["0 6 0 2", "5"]),
-}
-
-
-def write_dailydialog(root: Path, splits: dict | None = None) -> Path:
-    for folder, (texts, emotions) in (splits or DD_DEFAULT).items():
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        (root / folder / f"dialogues_{folder}.txt").write_text(
-            "".join(line + "\n" for line in texts), encoding="utf-8")
-        (root / folder / f"dialogues_emotion_{folder}.txt").write_text(
-            "".join(line + " \n" for line in emotions), encoding="utf-8")  # as released: "0 0 \n"
-    return root
-
 
 def test_dailydialog_reader(tmp_path):
     corpus = read_dailydialog(write_dailydialog(tmp_path))

@@ -2,37 +2,17 @@
 the command line: build the corpus → extract text features (a tiny random encoder) → train →
 report; each dataset's primary metric picks the epoch and leads the report."""
 
-import csv
 import json
-from pathlib import Path
 
-import pytest
 import yaml
 
+from builders import (CONVERSATION_ROWS, TINY_TRAIN, write_csv, write_dailydialog,
+                      write_emorynlp)
 from multiemo.cli import main as cli
-from test_readers_text_corpora import write_dailydialog, write_emorynlp
-from test_text_extraction import make_model_dir
-
-TINY = ["model.text_dim=32", "model.model_dim=16", "model.hidden_dim=32", "model.mlp_hidden=16",
-        "train.epochs=2", "train.batch_size=4", "runtime.num_threads=1"]
 
 
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory) -> Path:
-    return make_model_dir(tmp_path_factory.mktemp("bert"), "bert")
-
-
-def write_conversations_csv(path: Path) -> Path:
-    rows = [("d0", 0, "Ann", "I am so happy", "joy", "train"), ("d0", 1, "Bob", "why", "anger", "train"),
-            ("d0", 2, "Ann", "fine", "neutral", "train"), ("d1", 0, "Cy", "great", "joy", "train"),
-            ("d1", 1, "Ann", "stop", "anger", "train"), ("d2", 0, "Bob", "ok", "neutral", "dev"),
-            ("d2", 1, "Cy", "love", "joy", "dev"), ("d3", 0, "Ann", "hate", "anger", "test"),
-            ("d3", 1, "Bob", "sure", "neutral", "test")]
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["dialogue_id", "utterance_index", "speaker", "text", "label", "split"])
-        writer.writerows(rows)
-    return path
+def write_conversations_csv(path):
+    return write_csv(path, CONVERSATION_ROWS[:9])  # dialogues d0-d3: two test utterances
 
 
 def pipeline(tmp_path, bert_dir, dataset, root, config, extra=(), build_extra=()):
@@ -46,7 +26,7 @@ def pipeline(tmp_path, bert_dir, dataset, root, config, extra=(), build_extra=()
                                    "batch_size": 8, "device": "cpu"}))
     assert cli(["extract", "text", "--config", str(job), "--no-progress"]) == 0
     run = tmp_path / "run"
-    assert cli(["train", "--config", config, "--run-dir", str(run), f"data.root={data}", *TINY,
+    assert cli(["train", "--config", config, "--run-dir", str(run), f"data.root={data}", *TINY_TRAIN,
                 *extra]) == 0
     assert cli(["report", str(run)]) == 0
     return run
