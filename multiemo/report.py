@@ -198,6 +198,13 @@ def choose_paper_row(dataset: str, labels: Sequence[str],
     subset = "+".join(modalities)
     if fusion not in ("multiattn", "concat"):
         return None, f"the paper has no row for model.fusion={fusion}"
+    context = model.get("context")
+    other = sorted({c for c in (context.values() if isinstance(context, dict) else [context])
+                    if c not in (None, "dialoguernn")})
+    if other:  # the paper's context encoder is DialogueRNN
+        return None, f"the paper has no row for the context encoder {', '.join(other)} (model.context)"
+    if model.get("classifier", "mlp") != "mlp":
+        return None, f"the paper has no row for model.classifier={model['classifier']}"
     if len(modalities) == len(MODALITIES):
         name = {("multiattn", True): "MultiEMO", ("concat", True): "MultiEMO w/o MultiAttn",
                 ("multiattn", False): "MultiEMO w/o SWFC"}.get((fusion, swfc))

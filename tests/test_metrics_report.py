@@ -10,12 +10,19 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from multiemo.cli import main as cli_main
 from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS
 from multiemo.metrics import (bootstrap_interval, classification_scores, confusion,
                               paired_bootstrap, weighted_f1_from_confusion)
 from multiemo.report import (PAPER_ROWS, ReportError, aggregate, choose_paper_row, compare_groups,
-                             compare_runs, format_comparison, format_table, main, paper_row,
+                             compare_runs, format_comparison, format_table, paper_row,
                              write_report, write_summary)
+
+
+def main(argv: list[str]) -> int:
+    """`multiemo report ...` as a user types it."""
+    return cli_main(["report", *argv])
+
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -203,6 +210,8 @@ def test_paper_row_follows_the_runs_modalities_and_ablation(config, model, table
     ({"model": {"modalities": ["text"]}, "loss": {"swfc_weight": 0}}, "no SWFC"),
     ({"model": {"multiattn": False}, "loss": {"swfc_weight": 0}}, "without both"),
     ({"model": {"fusion": "gated"}}, "model.fusion=gated"),
+    ({"model": {"context": "transformer"}}, "context encoder transformer"),
+    ({"model": {"context": {"text": "none", "audio": "dialoguernn"}}}, "context encoder none"),
 ])
 def test_no_paper_row_where_none_is_published(config, why):
     row, note = choose_paper_row("meld", MELD_LABELS, config)
