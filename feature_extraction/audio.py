@@ -22,7 +22,6 @@ logged); a silent one (peak below ``min_peak_dbfs``) is absent, never a vector o
 
 from __future__ import annotations
 
-import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,8 +35,7 @@ from feature_extraction.runner import Absent, CorpusSource
 from multiemo.data.corpus import Utterance
 
 __all__ = ["AudioJobConfig", "OpenSmileOptions", "SpeechEncoderOptions", "LibrosaOptions",
-           "OpenSmileExtractor", "SpeechEncoderExtractor", "LibrosaExtractor", "build_extractor",
-           "main"]
+           "OpenSmileExtractor", "SpeechEncoderExtractor", "LibrosaExtractor", "build_extractor"]
 
 OPENSMILE_SETS = ("IS09", "IS10", "IS11", "IS12", "IS13", "ComParE_2016", "GeMAPSv01b",
                   "eGeMAPSv02", "emobase")
@@ -326,9 +324,3 @@ def build_extractor(cfg: AudioJobConfig) -> OpenSmileExtractor | SpeechEncoderEx
 def run_command(args) -> int:
     """``multiemo extract audio`` (the options are declared in :mod:`multiemo.cli`)."""
     return run_extraction(args, config_cls=AudioJobConfig, build=build_extractor)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``multiemo extract audio ...`` from Python."""
-    from multiemo.cli import main as cli_main
-    return cli_main(["extract", "audio", *(sys.argv[1:] if argv is None else argv)])

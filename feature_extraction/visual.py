@@ -26,7 +26,6 @@ together, ``encode_batch_size`` at a time (batched on the GPU when there is one)
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from feature_extraction.runner import Absent, CorpusSource
 from multiemo.data.corpus import Utterance
 
 __all__ = ["VisualJobConfig", "SamplingOptions", "FaceOptions", "EncoderOptions",
-           "FaceExtractor", "FrameExtractor", "build_extractor", "main"]
+           "FaceExtractor", "FrameExtractor", "build_extractor"]
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -261,9 +260,3 @@ def build_extractor(cfg: VisualJobConfig) -> FaceExtractor | FrameExtractor:
 def run_command(args) -> int:
     """``multiemo extract visual`` (the options are declared in :mod:`multiemo.cli`)."""
     return run_extraction(args, config_cls=VisualJobConfig, build=build_extractor)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``multiemo extract visual ...`` from Python."""
-    from multiemo.cli import main as cli_main
-    return cli_main(["extract", "visual", *(sys.argv[1:] if argv is None else argv)])

@@ -36,7 +36,7 @@ from multiemo.recognizer import (CONFIG_NAME, MODEL_FORMAT, MODEL_VERSION, WEIGH
                                  FeatureSpec, ModelError)
 from multiemo.run import RunDir, RunError
 
-__all__ = ["export_run", "run_command", "main"]
+__all__ = ["export_run", "run_command"]
 
 # settings keys (dotted) of each modality that may name a local model folder or file
 LOCAL_FILES = {"text": ("model",), "audio": ("ssl.model",),
@@ -297,9 +297,3 @@ def run_command(args) -> int:
     print(f"exported {args.run_dir} → {out} ({size / 1e6:.1f} MB): "
           f"{', '.join(sorted(p.name for p in out.iterdir()))}", file=sys.stderr)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``multiemo export ...`` from Python."""
-    from multiemo.cli import main as cli_main
-    return cli_main(["export", *(sys.argv[1:] if argv is None else argv)])

@@ -50,7 +50,7 @@ from multiemo.data.corpus import Corpus
 from multiemo.errors import UserError
 from multiemo.recognizer import CONFIG_NAME, WEIGHTS_NAME, Recognizer, file_digest
 
-__all__ = ["run_command", "predict_shard", "merge", "PredictError", "main"]
+__all__ = ["run_command", "predict_shard", "merge", "PredictError"]
 
 log = logging.getLogger("multiemo")
 JOB_FORMAT = "multiemo-predict-job"
@@ -274,9 +274,3 @@ def run_command(args) -> int:
         return 0
     merge(out, recognizer, corpus, n, plots=args.plots)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``multiemo predict ...`` from Python."""
-    from multiemo.cli import main as cli_main
-    return cli_main(["predict", *(sys.argv[1:] if argv is None else argv)])

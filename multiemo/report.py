@@ -40,7 +40,6 @@ import io
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,7 +55,7 @@ from multiemo.plots import pyplot
 __all__ = ["PAPER_ROWS", "ReportError", "paper_row", "choose_paper_row", "score_report", "write_report", "summary_columns",
            "report_markdown", "report_csv", "aggregate", "format_table", "write_summary",
            "load_run", "find_runs", "compare_groups", "compare_runs", "format_comparison",
-           "run_command", "main"]
+           "run_command"]
 
 REPORT_FORMAT = "multiemo-report"
 REPORT_VERSION = 1
@@ -889,13 +888,3 @@ def run_command(args) -> int:
         write_summary(args.out, reports, names)
         print(f"\nwrote {Path(args.out) / 'summary.md'} (and .json, .csv)")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``multiemo report ...`` from Python."""
-    from multiemo.cli import main as cli_main
-    return cli_main(["report", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

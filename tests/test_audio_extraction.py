@@ -15,12 +15,19 @@ import soundfile as sf
 
 from feature_extraction._synthetic import speech_like, write_clip, write_wav
 from feature_extraction.audio import (AudioJobConfig, LibrosaExtractor, OpenSmileExtractor,
-                                      SpeechEncoderExtractor, _AudioSource, main)
+                                      SpeechEncoderExtractor, _AudioSource)
 from feature_extraction.media import MediaError
 from feature_extraction.runner import Absent
+from multiemo.cli import main as cli_main
 from multiemo.config import build
 from multiemo.data.corpus import Corpus, Dialogue, Utterance
 from multiemo.data.store import FeatureStore
+
+
+def main(argv: list[str]) -> int:
+    """`multiemo extract audio ...` as a user types it."""
+    return cli_main(["extract", "audio", *argv])
+
 
 CPU = torch.device("cpu")
 

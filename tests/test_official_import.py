@@ -13,9 +13,14 @@ import pytest
 
 from multiemo.cli import main as cli_main
 from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS, Corpus
-from multiemo.data.official import (OfficialImportError, UntrustedPickleWarning, import_official,
-                                    main)
+from multiemo.data.official import OfficialImportError, UntrustedPickleWarning, import_official
 from multiemo.data.store import FeatureStore
+
+
+def main(argv: list[str]) -> int:
+    """`multiemo import-official ...` as a user types it."""
+    return cli_main(["import-official", *argv])
+
 
 pytestmark = pytest.mark.filterwarnings("ignore::multiemo.data.official.UntrustedPickleWarning")
 

@@ -2,7 +2,6 @@
 the `multiemo predict` batch job, and bad input. Text-only here (a tiny random encoder); the
 three-modality chain from media is in test_demo_media_chain.py."""
 
-import csv
 import json
 import logging
 from pathlib import Path
@@ -15,53 +14,10 @@ from multiemo.cli import main as cli
 from multiemo.data.corpus import Corpus, Dialogue, Utterance
 from multiemo.data.dataset import DataError, DialogueDataset
 from multiemo.recognizer import ModelError, Recognizer
-from test_text_corpora_pipeline import TINY
-from test_text_extraction import make_model_dir
+from builders import (CONVERSATION_HEADER as HEADER, CONVERSATION_LABELS as LABELS,
+                      CONVERSATION_ROWS as ROWS, read_csv, write_csv)
 
-LABELS = "neutral,joy,anger"
-ROWS = [("d0", 0, "Ann", "I am so happy", "joy", "train"), ("d0", 1, "Bob", "why", "anger", "train"),
-        ("d0", 2, "Ann", "fine", "neutral", "train"), ("d1", 0, "Cy", "great", "joy", "train"),
-        ("d1", 1, "Ann", "stop", "anger", "train"), ("d2", 0, "Bob", "ok", "neutral", "dev"),
-        ("d2", 1, "Cy", "love", "joy", "dev"), ("d3", 0, "Ann", "hate", "anger", "test"),
-        ("d3", 1, "Bob", "sure", "neutral", "test"), ("d4", 0, "Cy", "happy love", "joy", "test"),
-        ("d4", 1, "Ann", "so why", "anger", "test"), ("d4", 2, "Cy", "fine great", "joy", "test")]
-HEADER = ["dialogue_id", "utterance_index", "speaker", "text", "label", "split"]
-
-
-def write_csv(path: Path, rows, header=HEADER) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def read_csv(path: Path) -> list[dict]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A finished text-only run on a conversation file, and its exported model folder."""
-    tmp = tmp_path_factory.mktemp("trained")
-    bert = make_model_dir(tmp / "bert", "bert")
-    data = tmp / "data"
-    source = write_csv(tmp / "mine.csv", ROWS)
-    assert cli(["corpus", "build", "--dataset", "conversations", "--root", str(source), "--out",
-                str(data / "corpus.json"), "--labels", LABELS]) == 0
-    job = tmp / "text.yaml"
-    job.write_text(yaml.safe_dump({"corpus": {"path": str(data / "corpus.json")},
-                                   "out": str(data / "features" / "text.safetensors"),
-                                   "model": str(bert), "mode": "frozen", "past": 2, "pooling": "mean",
-                                   "batch_size": 8, "device": "cpu"}))
-    assert cli(["extract", "text", "--config", str(job), "--no-progress"]) == 0
-    run = tmp / "run"
-    assert cli(["train", "--config", "configs/emorynlp.yaml", "--run-dir", str(run), f"data.root={data}",
-                *TINY, "train.lr=3e-3", "dataset=mine", "model.num_classes=3", "model.num_speakers=3"]) == 0
-    model = tmp / "model"
-    assert cli(["export", str(run), "--out", str(model)]) == 0
-    return {"tmp": tmp, "run": run, "model": model, "source": source, "bert": bert, "data": data}
+# ``trained`` (conftest.py): a tiny text-only run on ROWS and its exported model folder
 
 
 def test_export_writes_a_self_contained_model_folder(trained):

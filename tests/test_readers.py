@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from multiemo.data.cli import main as corpus_main
+from multiemo.cli import main as cli_main
 from multiemo.data.corpus import IEMOCAP_LABELS, MELD_LABELS, Corpus, CorpusError
 from multiemo.data.iemocap import read_iemocap
 from multiemo.data.meld import read_meld
+
+
+def corpus_main(argv: list[str]) -> int:
+    """`multiemo corpus ...` as a user types it."""
+    return cli_main(["corpus", *argv])
+
 
 MELD_HEADER = ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID",
                "Utterance_ID", "Season", "Episode", "StartTime", "EndTime"]

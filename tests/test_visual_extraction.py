@@ -15,10 +15,17 @@ from feature_extraction.faces import Box, LBPCascadeDetector, build_detector, cr
 from feature_extraction.media import MediaError
 from feature_extraction.runner import Absent
 from feature_extraction.visual import (FaceExtractor, FaceOptions, FrameExtractor, SamplingOptions,
-                                       VisualJobConfig, _FrameSource, build_extractor, main)
+                                       VisualJobConfig, _FrameSource, build_extractor)
+from multiemo.cli import main as cli_main
 from multiemo.config import ConfigError, build, load
 from multiemo.data.corpus import Corpus, Dialogue, Utterance
 from multiemo.data.store import FeatureStore
+
+
+def main(argv: list[str]) -> int:
+    """`multiemo extract visual ...` as a user types it."""
+    return cli_main(["extract", "visual", *argv])
+
 
 CPU = torch.device("cpu")
 

@@ -15,7 +15,7 @@ import sys
 from multiemo.data.corpus import Corpus
 from multiemo.data.datasets import read_dataset
 
-__all__ = ["main", "run_command", "format_stats"]
+__all__ = ["run_command", "format_stats"]
 
 
 def format_stats(corpus: Corpus) -> str:
@@ -51,9 +51,3 @@ def run_command(args) -> int:
         print(f"wrote {args.out}: {sum(1 for _ in corpus.utterances())} utterances in "
               f"{len(corpus.dialogues)} dialogues", file=sys.stderr)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``multiemo corpus ...`` from Python."""
-    from multiemo.cli import main as cli_main
-    return cli_main(['corpus', *(sys.argv[1:] if argv is None else argv)])

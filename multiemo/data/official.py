@@ -44,7 +44,7 @@ from multiemo.data.store import StoreError, write_store
 from multiemo.errors import UserError
 
 __all__ = ["run_command", "OfficialImportError", "UntrustedPickleWarning", "import_official", "read_official",
-           "main", "FEATURE_FILES"]
+           "FEATURE_FILES"]
 
 FEATURE_FILES = {"text": "TextFeatures.pkl", "audio": "AudioFeatures.pkl",
                  "visual": "VisualFeatures.pkl"}
@@ -326,13 +326,3 @@ def run_command(args) -> int:
     print(f"wrote {out / 'corpus.json'} and {out / 'features'}/"
           f"{{{','.join(FEATURE_FILES)}}}.safetensors")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``multiemo import-official ...`` from Python."""
-    from multiemo.cli import main as cli_main
-    return cli_main(['import-official', *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
