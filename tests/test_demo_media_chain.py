@@ -18,7 +18,7 @@ import pytest
 from multiemo.cli import main as cli
 from multiemo.demo import run_media_demo
 from multiemo.demo_media import make_text_encoder
-from test_predict import read_csv
+from builders import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 

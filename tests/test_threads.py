@@ -11,7 +11,6 @@ from multiemo import config
 from multiemo.cli import main as cli
 from multiemo.config import ConfigError, default_threads, set_num_threads
 from multiemo.recognizer import Recognizer
-from test_predict import trained  # noqa: F401 - the tiny exported model (a module fixture)
 
 
 @pytest.fixture
@@ -97,7 +96,7 @@ def test_set_num_threads_zero_is_the_default(box, monkeypatch, torch_threads):
         set_num_threads(-1, "runtime.num_threads")
 
 
-def test_predict_threads_reach_torch(trained, tmp_path, box, monkeypatch, torch_threads):  # noqa: F811
+def test_predict_threads_reach_torch(trained, tmp_path, box, monkeypatch, torch_threads):
     args = ["predict", "--model", str(trained["model"]), "--input", str(trained["source"]),
             "--no-progress", "--device", "cpu"]
     torch.set_num_threads(2)
@@ -111,14 +110,14 @@ def test_predict_threads_reach_torch(trained, tmp_path, box, monkeypatch, torch_
 
 
 @pytest.mark.parametrize("value", ["-1", "two"])
-def test_predict_threads_must_be_a_count(trained, tmp_path, capsys, value):  # noqa: F811
+def test_predict_threads_must_be_a_count(trained, tmp_path, capsys, value):
     assert cli(["predict", "--model", str(trained["model"]), "--input", str(trained["source"]),
                 "--out", str(tmp_path / "p"), "--threads", value]) == 2
     assert "--threads: expected 0 or a positive integer" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
 
 
-def test_recognizer_threads_reach_torch(trained, box, monkeypatch, torch_threads):  # noqa: F811
+def test_recognizer_threads_reach_torch(trained, box, monkeypatch, torch_threads):
     torch.set_num_threads(2)
     recognizer = Recognizer.from_pretrained(trained["model"], device="cpu", num_threads=1)
     assert torch.get_num_threads() == 1 and recognizer.num_threads == 1
