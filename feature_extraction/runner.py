@@ -2,6 +2,10 @@
 
 An extractor is only a function from a batch of utterances to a batch of vectors; the runner
 does the rest: sharding, resume, atomic writes, progress, failure log, summary and merge.
+Its batch-job parts serve every batch job of the toolkit: ``multiemo predict``
+(:mod:`multiemo.predict`) runs each shard's extraction as jobs of this runner and shares its shard
+rule (:func:`shard_items`, :func:`parse_shard`) and its identity check
+(:func:`check_job_identity`, also used by a sweep's folder and a fine-tuned encoder's folder).
 
 The extractor contract::
 
@@ -38,7 +42,7 @@ in the store's ``info["failed"]`` (absent items' reasons in ``info["absent"]``).
 (``--merge`` on the command line) does the merge on its own, e.g. after the last shard of a
 cluster job. The work folder is kept (a rerun is then a no-op that merges again); delete it to
 start afresh. A job whose settings (``info()``) or items differ from those recorded in
-``job.json`` is refused rather than mixed.
+``job.json`` is refused rather than mixed (:func:`check_job_identity`).
 
 Ctrl-C belongs to the runner: while items are computed it handles SIGINT itself (libraries such
 as openSMILE swallow the ``KeyboardInterrupt`` inside their callbacks), stops at the next batch
@@ -53,7 +57,8 @@ store in which every vector is absent is logged as a warning.
 The options of every extraction command (``--config``, ``key=value`` overrides, ``--shard
 K/N``, ``--merge``, ``--device``, ``--no-progress``) are declared once in :mod:`multiemo.cli`;
 here are :class:`CorpusSource` (the ``corpus:`` block of every extraction config) and
-:func:`load_corpus` (a ``corpus.json``, or a raw MELD / IEMOCAP release read by the readers).
+:func:`load_corpus` (the ``corpus.json`` that ``multiemo corpus build`` wrote; a raw release is
+refused with that command).
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
@@ -80,7 +85,7 @@ from multiemo.data.store import FeatureStore, write_store
 from multiemo.errors import UserError
 
 __all__ = ["Absent", "Extractor", "JobError", "JobSummary", "CorpusSource", "run_job", "check_splits",
-           "merge_job", "job_status", "parse_shard", "resolve_device",
+           "merge_job", "job_status", "parse_shard", "shard_items", "check_job_identity", "resolve_device",
            "load_corpus", "work_dir", "loading_model", "quiet_transformers"]
 
 JOB_FORMAT = "multiemo-extraction-job"
@@ -166,6 +171,23 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+T = TypeVar("T")
+
+
+def shard_items(items: Sequence[T], shard: tuple[int, int]) -> list[T]:
+    """The items of shard ``K/N``: those at positions ``i % N == K``, in order. The one sharding
+    rule of every batch job (the runner shards utterances, ``multiemo predict`` whole dialogues),
+    so N machines split a job without talking to each other.
+
+    >>> shard_items("abcdefg", (1, 3))
+    ['b', 'e']
+    """
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard {k}/{n}: expected K/N with 0 <= K < N (shards count from 0)")
+    return [item for i, item in enumerate(items) if i % n == k]
+
+
 def work_dir(out: str | Path) -> Path:
     """The folder of a job's chunks and logs, next to its consolidated store."""
     out = Path(out)
@@ -239,18 +261,124 @@ def loading_model(model_id: str, what: str = "model") -> Iterator[None]:
 
 # -- the work folder ------------------------------------------------------------------------------
 
+def _read_record(record: Path, kind: str, remedy: str, fmt: str | None,
+                 error: type[UserError]) -> dict[str, Any] | None:
+    """The parsed JSON ``record`` (None when there is none); a damaged one, or one of another
+    format, is an ``error`` naming it."""
+    if not record.is_file():
+        return None
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{record}: not a readable job file ({err}); {remedy}") from None
+    if not isinstance(data, dict):
+        raise error(f"{record}: not a record of a {kind} (a JSON {type(data).__name__}); {remedy}")
+    if fmt is not None and data.get("format") != fmt:
+        raise error(f"{record}: not a record of a {kind} (format {data.get('format')!r}, "
+                    f"expected {fmt!r}); {remedy}")
+    return data
+
+
 def _read_job(job_file: Path) -> dict[str, Any]:
     """The parsed ``job.json``; a damaged one is a :class:`JobError` naming it."""
-    try:
-        job = json.loads(job_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise JobError(f"{job_file}: not a readable job file ({err}); delete {job_file.parent} "
-                       f"to start the job afresh") from None
-    if not isinstance(job, dict) or job.get("format") != JOB_FORMAT or \
-            not isinstance(job.get("ids"), list):
-        raise JobError(f"{job_file}: not a multiemo extraction job file; delete "
-                       f"{job_file.parent} to start the job afresh")
+    remedy = f"delete {job_file.parent} to start the job afresh"
+    job = _read_record(job_file, "multiemo extraction job", remedy, JOB_FORMAT, JobError)
+    if job is None or not isinstance(job.get("ids"), list):
+        raise JobError(f"{job_file}: not a multiemo extraction job file; {remedy}")
     return job
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON gives it back (tuples as lists, other objects as strings)."""
+    return json.loads(_canonical(value))
+
+
+def _shown(value: Any, limit: int = 160) -> str:
+    if isinstance(value, list) and len(value) > 5:
+        return f"{len(value)} entries"
+    text = _canonical(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_job_identity(record: str | Path | Mapping[str, Any], identity: Mapping[str, Any], *,
+                       kind: str, remedy: str, names: Mapping[str, str] | None = None,
+                       section: str | None = None, fmt: str | None = None,
+                       create: Mapping[str, Any] | None = None, place: str | None = None,
+                       error: type[UserError] = JobError) -> dict[str, Any] | None:
+    """The one job-identity check: a folder that a job made is reused by that same job only.
+
+    A job records its identity (what decides its outputs: settings, items, model, input, shard
+    count) in a JSON file of its folder. A rerun of the same job then resumes from what is there,
+    and any other job is refused before it reads or writes anything, so two jobs never mix their
+    outputs. Its users: the extraction runner (``job.json``), ``multiemo predict``
+    (``predict.json``), a sweep's folder (``sweep.json``) and its Optuna study (the record is
+    the study's user attributes, given as a mapping), and a fine-tuned text encoder
+    (``finetune.json``, written by the fine-tuning once it is done).
+
+    Args:
+        record: the JSON file, or a record already read (then ``place`` names it).
+        identity: field → value, compared as JSON values (a tuple equals a list).
+        kind: what writes such records, for the messages ("extraction job", "sweep").
+        remedy: what the user can do; it ends every message ("delete OUT or ...").
+        names: field → how a difference in it is said ("other settings"); default
+            "another <field>".
+        section: the record keeps the identity under this key (all of it is compared, a field
+            recorded but no longer given included); default: its fields at the record's top level
+            (other fields of the record, e.g. a path kept for information, are not compared).
+        fmt: the record's ``format`` must be this (a file of another kind is refused).
+        create: when there is no record, write one (atomically) with these fields besides
+            ``format`` and the identity; None leaves writing it to the caller (a record written
+            once the job is done).
+        place: how messages name a record given as a mapping.
+        error: the :class:`~multiemo.errors.UserError` subclass raised.
+
+    Returns:
+        The record as read (or as written), or None when there was none and ``create`` is None.
+
+    Raises:
+        error: a record that is not readable JSON, is of another ``format``, or holds another
+            identity; one line naming the record, the fields that differ (recorded, now) and
+            ``remedy``.
+
+    >>> import tempfile
+    >>> record = Path(tempfile.mkdtemp()) / "job.json"
+    >>> check_job_identity(record, {"shards": 2}, kind="prediction job", remedy="use another --out",
+    ...                    create={"version": 1})
+    {'version': 1, 'shards': 2}
+    >>> check_job_identity(record, {"shards": 2}, kind="prediction job", remedy="use another --out")
+    {'version': 1, 'shards': 2}
+    >>> check_job_identity(record, {"shards": 3}, kind="prediction job", remedy="use another --out",
+    ...                    names={"shards": "another shard count"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    feature_extraction.runner.JobError: /.../job.json: made by a different prediction job, with another shard count (shards: 2, now 3); use another --out
+    """
+    if isinstance(record, Mapping):
+        where, path, data = place or "the record", None, dict(record)
+        if not (data.get(section) if section else data):
+            data = None
+    else:
+        path = Path(record)
+        where, data = str(path), _read_record(path, kind, remedy, fmt, error)
+    if data is None:
+        if create is None or path is None:
+            return None
+        fields = _plain(identity)
+        data = {**({"format": fmt} if fmt else {}), **create,
+                **({section: fields} if section else fields)}
+        atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+        return data
+    recorded = data.get(section) if section else data
+    recorded = recorded if isinstance(recorded, dict) else {}
+    keys = list(identity) + ([k for k in recorded if k not in identity] if section else [])
+    changed = [k for k in keys if _plain(recorded.get(k)) != _plain(identity.get(k))]
+    if changed:
+        names = names or {}
+        said = " and ".join(dict.fromkeys(names.get(k, f"another {k}") for k in changed))
+        shown = "; ".join(f"{k}: {_shown(recorded.get(k))}, now {_shown(identity.get(k))}"
+                          for k in changed)
+        raise error(f"{where}: made by a different {kind}, with {said} ({shown}); {remedy}")
+    return data
 
 
 def _chunk_error(chunk: Path, err: BaseException) -> JobError:
@@ -272,22 +400,12 @@ def _open_chunk(chunk: Path) -> FeatureStore:
     return store
 
 
-def _init_job(work: Path, info: dict[str, Any], ids: list[str]) -> None:
-    """Create ``job.json``, or check that the one there is the same job."""
-    job_file = work / "job.json"
-    job = {"format": JOB_FORMAT, "version": 1, "info": json.loads(_canonical(info)), "ids": ids}
-    if job_file.exists():
-        old = _read_job(job_file)
-        if _canonical(old.get("info")) != _canonical(job["info"]):
-            raise JobError(f"{job_file}: this folder holds a job with other settings "
-                           f"({_canonical(old.get('info'))[:300]}); delete {work} or write to "
-                           f"another output to start a new job")
-        if old.get("ids") != ids:
-            raise JobError(f"{job_file}: this folder holds a job over other utterances "
-                           f"({len(old.get('ids', []))} ids, now {len(ids)}); delete {work} or "
-                           f"write to another output")
-        return
-    atomic_write_text(job_file, json.dumps(job, ensure_ascii=False))
+def _claim_work(work: Path, info: dict[str, Any], ids: list[str]) -> None:
+    """Create ``job.json``, or check that the one there is the same job (settings and items)."""
+    check_job_identity(work / "job.json", {"info": info, "ids": ids}, kind="extraction job",
+                       fmt=JOB_FORMAT, create={"version": 1},
+                       names={"info": "other settings", "ids": "other utterances"},
+                       remedy=f"delete {work} or write to another output to start a new job")
 
 
 def _read_chunks(work: Path) -> tuple[dict[str, tuple[Path, int]], dict[str, str]]:
@@ -484,7 +602,7 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
             splits: Sequence[str] | None = None,
             order: Callable[[Utterance], float] | None = None, progress: bool = True,
             chunk_items: int = 512, chunk_seconds: float = 60.0,
-            settings: dict[str, Any] | None = None) -> JobSummary:
+            settings: dict[str, Any] | None = None, report: bool = True) -> JobSummary:
     """Run (or resume) one shard of an extraction job, and merge when the job is complete.
 
     Args:
@@ -495,11 +613,15 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``.
         splits: only utterances of these splits (default: all).
         order: sort key of this run's items before batching (text: length, to keep padding low).
-        progress: show a progress bar (rate, ETA) on stderr; the summary is printed in any case.
+        progress: show a progress bar (rate, ETA) on stderr.
         chunk_items, chunk_seconds: write a chunk after this many items or seconds, whichever
             first (a kill loses at most one chunk's work).
         settings: the job config's settings that shape the vectors (recorded in ``job.json`` and
             the store as ``info["settings"]``; part of the job's identity, as ``info()``).
+        report: print the summary (counts, failures, the merged store) on stderr, with or
+            without the bar, and warn when every merged vector is absent. A caller whose work
+            folder is temporary (:meth:`multiemo.recognizer.Recognizer.predict`) turns it off
+            and says what it did in its own words: these files are gone when it returns.
 
     Returns:
         The :class:`JobSummary` of this run.
@@ -538,10 +660,10 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
     info = {"extractor": extractor.name, **extractor.info()}
     if settings is not None:
         info["settings"] = settings
-    _init_job(work, info, ids)
+    _claim_work(work, info, ids)
     start = time.monotonic()  # the rate is of extraction, not of model loading
 
-    mine = [u for i, u in enumerate(items) if i % n == k]
+    mine = shard_items(items, shard)
     done_rows, _ = _read_chunks(work)
     todo = [u for u in mine if u.id not in done_rows]
     summary = JobSummary(shard=shard, total=len(mine), skipped=len(mine) - len(todo))
@@ -589,16 +711,18 @@ def run_job(extractor: Extractor, corpus: Corpus, out: str | Path, *,
 
     summary.seconds = time.monotonic() - start
     if job_status(out)["missing"] == 0:
-        summary.merged = merge_job(out)
-    print(summary.format(), file=sys.stderr)  # the summary always; the bar only with progress
+        summary.merged = merge_job(out, report=report)
+    if report:
+        print(summary.format(), file=sys.stderr)  # with or without the bar
     return summary
 
 
-def merge_job(out: str | Path, *, allow_incomplete: bool = False) -> Path:
+def merge_job(out: str | Path, *, allow_incomplete: bool = False, report: bool = True) -> Path:
     """Merge a job's chunks into the consolidated store ``out`` (atomically) and return it.
 
     Rows follow the job's id order; failed items (and, with ``allow_incomplete``, items no run
     has reached yet) are stored with ``present=0`` and their error in ``info["failed"]``.
+    With ``report``, a store in which every vector is absent is logged as a warning.
 
     Raises:
         JobError: no job at ``<out>.work``, or items not yet attempted (unless
@@ -646,7 +770,7 @@ def merge_job(out: str | Path, *, allow_incomplete: bool = False) -> Path:
         write_store(out, ids, features, present, info=info)
     except OSError as err:
         raise JobError(f"cannot write the store {out}: {err.strerror or err}") from None
-    if ids and not present.any():
+    if report and ids and not present.any():
         log.warning("%s: every one of its %d vectors is absent (%d failed, %d absent): check the "
                     "media paths (corpus.media_root) and the failure log in %s", out, len(ids),
                     info["num_failed"], len(absent), work)

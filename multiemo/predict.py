@@ -102,7 +102,7 @@ def predict_shard(recognizer: Recognizer, corpus: Corpus, out: Path, shard: tupl
     predictions = []
     if sub is not None:
         stores = recognizer.extract(sub, folder / "features", media_root=media_root,
-                                    progress=progress, timings=timings)
+                                    progress=progress, report=True, timings=timings)
         started = time.perf_counter()
         predictions = recognizer.classify(sub, stores)
         timings["model"] = time.perf_counter() - started
@@ -247,8 +247,13 @@ def merge(out: Path, recognizer: Recognizer, corpus: Corpus, n: int, *, plots: b
 def run_command(args) -> int:
     """``multiemo predict`` (the options are declared in :mod:`multiemo.cli`)."""
     out = Path(args.out)
-    if args.shard is None and args.merge and (out / "predict.json").is_file():
-        k, n = 0, int(json.loads((out / "predict.json").read_text()).get("shards", 1))
+    recorded = None
+    if args.shard is None and args.merge:  # the shard count of the job there (nothing compared)
+        recorded = check_job_identity(out / "predict.json", {}, kind="prediction job",
+                                      fmt=JOB_FORMAT, remedy=f"delete {out} and rerun the shards",
+                                      error=PredictError)
+    if recorded is not None:
+        k, n = 0, int(recorded.get("shards", 1))
     else:
         k, n = args.shard or (0, 1)
     recognizer = Recognizer.from_pretrained(args.model, device=args.device,

@@ -359,14 +359,21 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
             raise ModelError(f"{err} (made by another version of the toolkit?)") from None
 
     def extract(self, corpus: Corpus, work: str | Path, *, media_root: str | Path | None = None,
-                progress: bool = False, timings: dict[str, float] | None = None) -> dict[str, Path]:
+                progress: bool = False, report: bool = False,
+                timings: dict[str, float] | None = None) -> dict[str, Path]:
         """Run each modality's extraction over ``corpus`` as a job of the shared runner in
         ``work`` (resumable: a rerun skips what is done), apply the recorded projection, and
         return modality → the feature store the model reads. ``timings`` (when given) receives
-        each modality's seconds, model loading included."""
+        each modality's seconds, model loading included.
+
+        Quiet by default, as a library call: each modality is one ``logging`` line (INFO, logger
+        ``multiemo``) that names no file, and a modality absent for every utterance a WARNING.
+        ``progress`` shows the runner's progress bar and ``report`` prints its summary of each
+        job, which names the files in ``work`` (``multiemo predict`` does both)."""
         from feature_extraction._jobs import raw_store_path
         from feature_extraction._projection import project_with
         from feature_extraction.runner import run_job
+        from multiemo.data.store import FeatureStore
 
         work = Path(work)
         stores = {}
@@ -377,14 +384,23 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
             started = time.perf_counter()
             extractor, order = self.extractor(m, corpus, media_root)
             summary = run_job(extractor, corpus, raw, device=str(self.device), order=order,
-                              progress=progress, settings=spec.settings)
+                              progress=progress, settings=spec.settings, report=report)
             if summary.merged is None:  # pragma: no cover - a single shard always completes
-                raise UserError(f"{raw}: the {m} extraction did not complete")
+                raise UserError(f"the {m} extraction did not complete")
             if spec.projection:
                 project_with(raw, store, self.folder / spec.projection)
             stores[m] = store
+            seconds = time.perf_counter() - started
             if timings is not None:
-                timings[m] = time.perf_counter() - started
+                timings[m] = seconds
+            if not report:
+                log.info("%s features of %d utterances: %d computed, %d absent, %d failed, %d "
+                         "reused (%.1f s)", m, summary.total, summary.done, summary.absent,
+                         summary.failed, summary.skipped, seconds)
+                if summary.total and not FeatureStore(raw).present.any():
+                    log.warning("no %s features for any of the %d utterances (absent or failed): "
+                                "they are predicted without %s (media root: %s)", m,
+                                summary.total, m, media_root or "the working directory")
         return stores
 
     # -- the model ------------------------------------------------------------------------------
@@ -438,7 +454,8 @@ class Recognizer(ModelHubMixin, library_name="multiemo",
 
         Media paths are resolved under ``media_root`` (default: the input file's folder, else the
         working directory). The features are extracted into ``work_dir`` (kept: a rerun reuses
-        them), or a temporary folder.
+        them), or a temporary folder. Quiet unless asked: ``progress`` shows the extraction's
+        progress bars; what was done goes to ``logging`` (see :meth:`extract`).
         """
         corpus = self.read(conversations)
         if media_root is None and isinstance(conversations, (str, Path)):

@@ -84,6 +84,34 @@ def test_python_api_on_unlabelled_rows_and_save_pretrained(trained, tmp_path):
     assert [p.probabilities for p in again] == [p.probabilities for p in predictions]
 
 
+def test_the_python_api_is_quiet_and_names_no_temporary_file(trained, tmp_path):
+    """A library call, in a fresh process (no command line set logging up), prints nothing: no
+    progress bar, no runner summary naming the files of its temporary work folder (gone when it
+    returns). What it did goes to logging, in lines that name no file of that folder."""
+    import subprocess
+    import sys
+    import textwrap
+    script = textwrap.dedent(f"""
+        import logging
+        from multiemo import Recognizer
+        recognizer = Recognizer.from_pretrained({str(trained["model"])!r}, device="cpu")
+        first = recognizer.predict({str(trained["source"])!r})
+        logging.basicConfig(filename={str(tmp_path / "log.txt")!r}, level=logging.DEBUG,
+                            format="%(name)s %(message)s")
+        again = recognizer.predict({str(trained["source"])!r})
+        assert [p.probabilities for p in first] == [p.probabilities for p in again]
+        assert len(first) == {len(ROWS)}
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout, proc.stderr) == ("", "")
+    said = (tmp_path / "log.txt").read_text()
+    assert f"multiemo text features of {len(ROWS)} utterances: {len(ROWS)} computed, 0 absent, " \
+           f"0 failed, 0 reused" in said
+    assert "multiemo-predict-" not in said and ".safetensors" not in said
+
+
 def test_unlabelled_input_file_gives_predictions_and_no_report(trained, tmp_path, capsys):
     source = write_csv(tmp_path / "new.jsonl.csv", [r[:4] for r in ROWS[7:9]], HEADER[:4])
     out = tmp_path / "pred"
