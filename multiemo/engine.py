@@ -40,6 +40,7 @@ from multiemo.data.dataset import Batch, DataError, DialogueDataset, collate, op
 from multiemo.data.splits import ValidationRule, check_learned_from
 from multiemo.errors import UserError
 from multiemo.losses import MultiEMOLoss, build_loss
+from multiemo.losses.objective import LOSS_TERMS
 from multiemo.metrics import classification_scores
 from multiemo.model import MultiEMO, build_model, count_parameters
 from multiemo.logs import run_log
@@ -211,7 +212,8 @@ def runtime(cfg: Config) -> Iterator[None]:
 def forward_losses(model: MultiEMO, criterion: MultiEMOLoss, batch: Batch, amp: bool):
     """Forward a batch; losses over its real utterances. Returns (total, parts, logits, labels)."""
     with torch.autocast(device_type=batch.mask.device.type, dtype=torch.bfloat16, enabled=amp):
-        out = model(batch.features, batch.speaker_mask, batch.mask, batch.present)
+        out = model(features=batch.features, speaker_mask=batch.speaker_mask, mask=batch.mask,
+                    present=batch.present)
     labels = batch.labels[batch.mask]  # (N,), the order of the packed outputs
     logits = out.packed_logits.float()  # (N, C)
     total, parts = criterion(logits, out.packed_z, [out.packed_fused[m] for m in model.modalities], labels)
@@ -353,10 +355,10 @@ def fit(t: Training, run: RunDir, resume: bool = False,
                              "epoch": epoch, "history": json.dumps(history), "best": json.dumps(best)},
                             run.last)
         run.append_metrics(record)
-        log.info("epoch %d/%d  loss %.4f (ce %.4f swfc %.4f hgr %.4f)  valid loss %.4f w-F1 %.2f "
+        terms = " ".join(f"{name} {train_metrics.get(name, 0.0):.4f}" for name in LOSS_TERMS)
+        log.info("epoch %d/%d  loss %.4f (%s)  valid loss %.4f w-F1 %.2f "
                  "macro-F1 %.2f acc %.2f%s  %.1fs", epoch, cfg.train.epochs, train_metrics["loss"],
-                 train_metrics.get("ce", 0.0), train_metrics.get("swfc", 0.0),
-                 train_metrics.get("hgr", 0.0), valid_metrics["loss"],
+                 terms, valid_metrics["loss"],
                  100 * valid_metrics["weighted_f1"], 100 * valid_metrics["macro_f1"],
                  100 * valid_metrics["accuracy"], "  *best*" if improved else "", record["time_s"])
         if on_epoch is not None:
@@ -385,7 +387,8 @@ def predict(model: MultiEMO, data, device: torch.device, amp: bool):
     for batch in data:
         batch = batch.to(device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(batch.features, batch.speaker_mask, batch.mask, batch.present)
+            out = model(features=batch.features, speaker_mask=batch.speaker_mask, mask=batch.mask,
+                        present=batch.present)
         probs.append(torch.softmax(out.packed_logits.float(), -1).cpu())
         golds.append(batch.labels[batch.mask].cpu())
         for did, ids in zip(batch.dialogue_ids, batch.utterance_ids):

@@ -10,9 +10,7 @@ from multiemo.config import ModelConfig
 from multiemo.model import build_model, count_parameters
 from multiemo.model.dialoguernn import DialogueRNN, reverse_within_length, run_lockstep
 
-MELD = ModelConfig()  # the official MELD sizes are the defaults
-IEMOCAP = ModelConfig(num_layers=6, mlp_hidden=256, num_classes=6, num_speakers=2,
-                      bidirectional_context=True, text_context=True)
+from builders import IEMOCAP, MELD, random_batch, small  # tiny models
 
 
 def test_parameter_counts_match_the_released_model():
@@ -191,25 +189,16 @@ def test_meld_text_only_has_no_recurrence_and_runs():
     assert model({"text": feats["text"]}, speaker, mask).logits.shape == (2, 4, 7)
 
 
-def test_reverse_within_length_is_an_involution():
-    x = torch.randn(3, 5, 2)
+def test_reverse_within_length_reverses_each_dialogue_and_is_an_involution():
     lengths = torch.tensor([5, 2, 4])
-    torch.testing.assert_close(reverse_within_length(reverse_within_length(x, lengths), lengths), x)
-
-
-def small(cfg: ModelConfig, **kw) -> ModelConfig:
-    from dataclasses import replace
-    return replace(cfg, text_dim=12, audio_dim=10, visual_dim=14, model_dim=16, num_heads=4,
-                   hidden_dim=32, mlp_hidden=24, **kw)
-
-
-def random_batch(B, U, lengths, num_speakers=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.arange(U)[None] < torch.tensor(lengths)[:, None]
-    feats = {m: torch.randn(B, U, d, generator=g) * mask[..., None]
-             for m, d in (("text", 12), ("audio", 10), ("visual", 14))}
-    speaker = nn.functional.one_hot(torch.randint(0, num_speakers, (B, U), generator=g), num_speakers).float()
-    return feats, speaker * mask[..., None], mask
+    x = torch.arange(15.0).view(3, 5)
+    once = reverse_within_length(x, lengths)
+    # each dialogue's real utterances in reverse order; its padding where it was
+    assert once.tolist() == [[4, 3, 2, 1, 0], [6, 5, 7, 8, 9], [13, 12, 11, 10, 14]]
+    torch.testing.assert_close(reverse_within_length(once, lengths), x)
+    v = torch.randn(3, 5, 2)  # trailing feature dimensions move with their utterance
+    torch.testing.assert_close(reverse_within_length(v, lengths)[2, :4], v[2, :4].flip(0))
+    torch.testing.assert_close(reverse_within_length(reverse_within_length(v, lengths), lengths), v)
 
 
 @pytest.mark.parametrize("base", [MELD, IEMOCAP], ids=["meld", "iemocap"])

@@ -26,12 +26,13 @@ cell (values and gradients) and against finite differences with recurrent dropou
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DialogueRNN", "ContextEncoder", "run_lockstep", "encode_contexts", "reverse_within_length"]
+__all__ = ["DialogueRNN", "ContextEncoder", "GRUWeights", "RecurrenceWeights", "run_lockstep", "encode_contexts",
+           "reverse_within_length"]
 
 
 class DialogueRNN(nn.Module):
@@ -86,13 +87,60 @@ def run_lockstep(rnns: Sequence[DialogueRNN], u: Tensor, speaker: Tensor, length
     if any(r.dropout.p != p_drop or r.dim != D for r in rnns):
         raise ValueError("run_lockstep needs DialogueRNNs of one size and one dropout_rec")
     layout = _Layout(speaker, lengths)
-    params = [torch.stack([getattr(getattr(r, cell), name) for r in rnns])
-              for cell in ("g_cell", "p_cell", "e_cell") for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")]
-    score_w = torch.stack([r.attention.weight for r in rnns])  # (R, 1, D)
+    params = RecurrenceWeights.of(rnns)
     u_tm = u.reshape(R, B * U, D).index_select(1, layout.index)  # (R, N, D) time-major
-    e_tm = _Recurrence.apply(layout, p_drop if training else 0.0, u_tm, score_w, *params)  # (R, N, D)
+    e_tm = _Recurrence.apply(layout, p_drop if training else 0.0, u_tm, *params.flatten())  # (R, N, D)
     out = e_tm.new_zeros(R, B * U, D).index_copy_(1, layout.index, e_tm)
     return out.view(R, B, U, D)
+
+
+class GRUWeights(NamedTuple):
+    """One GRU cell's parameters, stacked over R recurrences (gate order r, z, n)."""
+
+    weight_ih: Tensor  # (R, 3D, in)
+    bias_ih: Tensor  # (R, 3D)
+    weight_hh: Tensor  # (R, 3D, D)
+    bias_hh: Tensor  # (R, 3D)
+
+
+class RecurrenceWeights(NamedTuple):
+    """The parameters of R DialogueRNNs, stacked: the recurrence's named input.
+
+    ``torch.autograd.Function.apply`` only tracks tensors passed one by one, so they travel as
+    :meth:`flatten` and are named again with :meth:`unflatten`; gradients come back in the same
+    order.
+    """
+
+    score: Tensor  # (R, 1, D) the attention pool's scoring vector w
+    g: GRUWeights  # GRU_g: [u ; q_speaker] -> g
+    p: GRUWeights  # GRU_p: [u ; c] -> q_speaker
+    e: GRUWeights  # GRU_e: q_speaker -> e
+
+    @classmethod
+    def of(cls, rnns: Sequence["DialogueRNN"]) -> "RecurrenceWeights":
+        def cell(name: str) -> GRUWeights:
+            return GRUWeights(*(torch.stack([getattr(getattr(r, name), f) for r in rnns]) for f in GRUWeights._fields))
+        return cls(torch.stack([r.attention.weight for r in rnns]), cell("g_cell"), cell("p_cell"), cell("e_cell"))
+
+    def flatten(self) -> tuple[Tensor, ...]:
+        return (self.score, *self.g, *self.p, *self.e)
+
+    @classmethod
+    def unflatten(cls, flat: Sequence[Tensor]) -> "RecurrenceWeights":
+        return cls(flat[0], GRUWeights(*flat[1:5]), GRUWeights(*flat[5:9]), GRUWeights(*flat[9:13]))
+
+
+class RecurrenceStates(NamedTuple):
+    """Every row's states, kept by the forward pass for the backward pass; each ``(R, N, ·)`` in
+    time-major row order."""
+
+    G: Tensor  # global states g_t
+    Qs: Tensor  # the speaker's party state before the step, q_{s,t-1}
+    Qn: Tensor  # the speaker's party state after it, q_{s,t}
+    E: Tensor  # emotion states e_t
+    C: Tensor  # attention pools c_t
+    A: Tensor  # (R, N, 1) scores a_t = w·g_t
+    L: Tensor  # (R, N, 1) l_t = log Σ_{s≤t} exp(a_s)
 
 
 class _Layout:
@@ -184,21 +232,23 @@ class _Recurrence(torch.autograd.Function):
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
-    def forward(ctx, layout: _Layout, p_drop: float, u: Tensor, score_w: Tensor,
-                w_ih_g, b_ih_g, w_hh_g, b_hh_g, w_ih_p, b_ih_p, w_hh_p, b_hh_p,
-                w_ih_e, b_ih_e, w_hh_e, b_hh_e) -> Tensor:
+    def forward(ctx, layout: _Layout, p_drop: float, u: Tensor, *flat: Tensor) -> Tensor:
+        params = RecurrenceWeights.unflatten(flat)  # (the flattened RecurrenceWeights)
+        score_w = params.score
         R, N, D = u.shape
         B, P = layout.batch, layout.num_parties
         masks = None
         if p_drop > 0:  # dropout_rec on g, q and e, drawn once for every row
             masks = [torch.empty_like(u).bernoulli_(1 - p_drop).div_(1 - p_drop) for _ in range(3)]
         # the utterance halves of GRU_g's and GRU_p's input maps, for every row at once
-        gi_g = torch.baddbmm(b_ih_g.unsqueeze(1), u, w_ih_g[:, :, :D].transpose(1, 2))  # (R, N, 3D)
-        gi_p = torch.baddbmm(b_ih_p.unsqueeze(1), u, w_ih_p[:, :, :D].transpose(1, 2))  # (R, N, 3D)
-        w_gq, w_pc = w_ih_g[:, :, D:].transpose(1, 2), w_ih_p[:, :, D:].transpose(1, 2)  # (R, D, 3D)
-        w_gh, w_ph, w_eh = (w.transpose(1, 2) for w in (w_hh_g, w_hh_p, w_hh_e))  # (R, D, 3D)
-        w_ei = w_ih_e.transpose(1, 2)  # (R, D, 3D)
-        b_gh, b_ph, b_ei, b_eh = (b.unsqueeze(1) for b in (b_hh_g, b_hh_p, b_ih_e, b_hh_e))  # (R, 1, 3D)
+        g_cell, p_cell, e_cell = params.g, params.p, params.e
+        gi_g = torch.baddbmm(g_cell.bias_ih.unsqueeze(1), u, g_cell.weight_ih[:, :, :D].transpose(1, 2))  # (R, N, 3D)
+        gi_p = torch.baddbmm(p_cell.bias_ih.unsqueeze(1), u, p_cell.weight_ih[:, :, :D].transpose(1, 2))  # (R, N, 3D)
+        w_gq, w_pc = g_cell.weight_ih[:, :, D:].transpose(1, 2), p_cell.weight_ih[:, :, D:].transpose(1, 2)  # (R, D, 3D)
+        w_gh, w_ph, w_eh = (c.weight_hh.transpose(1, 2) for c in (g_cell, p_cell, e_cell))  # (R, D, 3D)
+        w_ei = e_cell.weight_ih.transpose(1, 2)  # (R, D, 3D)
+        b_gh, b_ph, b_ei, b_eh = (b.unsqueeze(1) for b in (g_cell.bias_hh, p_cell.bias_hh, e_cell.bias_ih,
+                                                            e_cell.bias_hh))  # (R, 1, 3D)
         party = u.new_zeros(R, B * P, D)  # q: every party's state, dialogues in sorted order
         pool_num, pool_den = u.new_zeros(R, B, D), u.new_zeros(R, B, 1)
         pool_max = u.new_full((R, B, 1), float("-inf"))
@@ -253,14 +303,17 @@ class _Recurrence(torch.autograd.Function):
             peak.copy_(new_peak)
             torch.add(torch.log(den), new_peak, out=L[:, rows])
         ctx.layout, ctx.masks, ctx.acts, ctx.hidden = layout, masks, acts, hidden
-        ctx.save_for_backward(u, score_w, w_ih_g, w_hh_g, w_ih_p, w_hh_p, w_ih_e, w_hh_e, G, Qs, Qn, E, C, A, L)
+        ctx.save_for_backward(u, *params.flatten(), *RecurrenceStates(G, Qs, Qn, E, C, A, L))
         return E
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, dE: Tensor):
-        u, score_w, w_ih_g, w_hh_g, w_ih_p, w_hh_p, w_ih_e, w_hh_e, G, Qs, Qn, E, C, A, L = ctx.saved_tensors
+        u, *saved = ctx.saved_tensors
+        params = RecurrenceWeights.unflatten(saved[:13])
+        score_w = params.score
+        G, Qs, Qn, E, C, A, L = RecurrenceStates(*saved[13:])
         layout, masks, acts, hidden = ctx.layout, ctx.masks, ctx.acts, ctx.hidden
         R, N, D = u.shape
         B, P = layout.batch, layout.num_parties
@@ -288,21 +341,21 @@ class _Recurrence(torch.autograd.Function):
                 de.mul_(masks[2][:, rows])
             direct = _gates_backward(de, None if prev is None else E[:, prev], acts["e"][t], hidden["e"][t],
                                      dgi["e"][:, rows], dgh["e"][:, rows])
-            de_next = None if prev is None else torch.baddbmm(direct, dgh["e"][:, rows], w_hh_e)
+            de_next = None if prev is None else torch.baddbmm(direct, dgh["e"][:, rows], params.e.weight_hh)
             # q_{s,t}: read by e_t and by the speaker's next turn (gradient waiting in d_party)
-            dq = torch.baddbmm(torch.gather(d_party, 1, seat), dgi["e"][:, rows], w_ih_e)
+            dq = torch.baddbmm(torch.gather(d_party, 1, seat), dgi["e"][:, rows], params.e.weight_ih)
             if masks is not None:
                 dq.mul_(masks[1][:, rows])
             direct = _gates_backward(dq, Qs[:, rows], acts["p"][t], hidden["p"][t], dgi["p"][:, rows],
                                      dgh["p"][:, rows])
-            dq_s = torch.baddbmm(direct, dgh["p"][:, rows], w_hh_p)  # (R, k, D)
+            dq_s = torch.baddbmm(direct, dgh["p"][:, rows], params.p.weight_hh)  # (R, k, D)
             # g_t: read by g_{t+1} and, through the pool, by every later c
             rho = torch.sub(A[:, rows], L[:, rows]).exp_()  # (R, k, 1) = exp(a_t - l_t)
             v, w = pool_v[:, :k], pool_w[:, :k]
             coef = torch.mul(rho, torch.linalg.vecdot(v, G[:, rows]).unsqueeze(-1).sub_(w), out=kappa[:, rows])
             dg = carried(torch.addcmul(coef * score_w, rho, v), dg_next)
             if prev is not None:  # c_t = Σ_{s<t} softmax(a)_s g_s reads g_1 .. g_{t-1}
-                dc = torch.bmm(dgi["p"][:, rows], w_ih_p[:, :, D:])  # (R, k, D)
+                dc = torch.bmm(dgi["p"][:, rows], params.p.weight_ih[:, :, D:])  # (R, k, D)
                 shrink = torch.sub(L[:, prev], L[:, rows]).exp_()  # exp(l_{t-1} - l_t)
                 v.mul_(shrink).add_(dc)
                 w.mul_(shrink).add_(torch.linalg.vecdot(dc, C[:, rows]).unsqueeze(-1))
@@ -310,23 +363,26 @@ class _Recurrence(torch.autograd.Function):
                 dg.mul_(masks[0][:, rows])
             direct = _gates_backward(dg, None if prev is None else G[:, prev], acts["g"][t], hidden["g"][t],
                                      dgi["g"][:, rows], dgh["g"][:, rows])
-            dg_next = None if prev is None else torch.baddbmm(direct, dgh["g"][:, rows], w_hh_g)
-            dq_s.baddbmm_(dgi["g"][:, rows], w_ih_g[:, :, D:])
+            dg_next = None if prev is None else torch.baddbmm(direct, dgh["g"][:, rows], params.g.weight_hh)
+            dq_s.baddbmm_(dgi["g"][:, rows], params.g.weight_ih[:, :, D:])
             # the state the speaker held before step t
             d_party.scatter_(1, seat, dq_s)
         # every weight gradient as one product over all rows
         later = slice(layout.active[0], N)  # rows after step 0 (g_{t-1} = e_{t-1} = 0 at step 0)
         previous = layout.previous[later]  # their rows one step earlier
         T_ = lambda x: x.transpose(1, 2)
-        grads_u = (torch.bmm(dgi["g"], w_ih_g[:, :, :D]).baddbmm_(dgi["p"], w_ih_p[:, :, :D])
+        grads_u = (torch.bmm(dgi["g"], params.g.weight_ih[:, :, :D]).baddbmm_(dgi["p"], params.p.weight_ih[:, :, :D])
                    if ctx.needs_input_grad[2] else None)
-        grads = [torch.cat([torch.bmm(T_(dgi["g"]), u), torch.bmm(T_(dgi["g"]), Qs)], dim=2),
-                 dgi["g"].sum(1), torch.bmm(T_(dgh["g"][:, later]), G.index_select(1, previous)), dgh["g"].sum(1),
-                 torch.cat([torch.bmm(T_(dgi["p"]), u), torch.bmm(T_(dgi["p"]), C)], dim=2),
-                 dgi["p"].sum(1), torch.bmm(T_(dgh["p"]), Qs), dgh["p"].sum(1),
-                 torch.bmm(T_(dgi["e"]), Qn), dgi["e"].sum(1), torch.bmm(T_(dgh["e"][:, later]), E.index_select(1, previous)),
-                 dgh["e"].sum(1)]
-        return (None, None, grads_u, torch.bmm(T_(kappa), G), *grads)
+        grads = RecurrenceWeights(
+            score=torch.bmm(T_(kappa), G),
+            g=GRUWeights(torch.cat([torch.bmm(T_(dgi["g"]), u), torch.bmm(T_(dgi["g"]), Qs)], dim=2),
+                         dgi["g"].sum(1), torch.bmm(T_(dgh["g"][:, later]), G.index_select(1, previous)),
+                         dgh["g"].sum(1)),
+            p=GRUWeights(torch.cat([torch.bmm(T_(dgi["p"]), u), torch.bmm(T_(dgi["p"]), C)], dim=2),
+                         dgi["p"].sum(1), torch.bmm(T_(dgh["p"]), Qs), dgh["p"].sum(1)),
+            e=GRUWeights(torch.bmm(T_(dgi["e"]), Qn), dgi["e"].sum(1),
+                         torch.bmm(T_(dgh["e"][:, later]), E.index_select(1, previous)), dgh["e"].sum(1)))
+        return (None, None, grads_u, *grads.flatten())
 
 
 def reverse_within_length(x: Tensor, lengths: Tensor) -> Tensor:
