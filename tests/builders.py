@@ -1,5 +1,6 @@
-"""Tiny data that several test files build: a text corpus and a random encoder for it, a
-conversation CSV (and its tiny text-only training overrides), EmoryNLP and DailyDialog releases.
+"""Tiny data and models that several test files build: a text corpus and a random encoder for
+it, a conversation CSV (and its tiny text-only training overrides), EmoryNLP and DailyDialog
+releases, the official model sizes and small ones with a random padded batch.
 
 Test files import these from here (``from builders import ...``; ``tests/`` is on ``sys.path`` under
 pytest), never from each other; the pytest fixtures made from them (the encoder, the trained and
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
+from multiemo.config import ModelConfig
 from multiemo.data.corpus import Corpus, Dialogue, Utterance
 
 # -- a text corpus; a tiny random encoder (BERT or RoBERTa) and a tokenizer trained on its words ---
@@ -182,3 +185,28 @@ def write_dailydialog(root: Path, splits: dict | None = None) -> Path:
         (root / folder / f"dialogues_emotion_{folder}.txt").write_text(
             "".join(line + " \n" for line in emotions), encoding="utf-8")  # as released: "0 0 \n"
     return root
+
+
+# -- models: the official sizes, small ones, a random padded batch ----------------------------------
+
+MELD = ModelConfig()  # the official MELD sizes are the defaults
+IEMOCAP = ModelConfig(num_layers=6, mlp_hidden=256, num_classes=6, num_speakers=2,
+                      bidirectional_context=True, text_context=True)
+
+
+def small(cfg: ModelConfig, **kw) -> ModelConfig:
+    """``cfg`` with tiny sizes (features 12 / 10 / 14, model 16, 4 heads)."""
+    from dataclasses import replace
+    return replace(cfg, text_dim=12, audio_dim=10, visual_dim=14, model_dim=16, num_heads=4,
+                   hidden_dim=32, mlp_hidden=24, **kw)
+
+
+def random_batch(B, U, lengths, num_speakers=3, seed=0):
+    """Features of :func:`small` sizes, one-hot speakers and the mask, zero past each length."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.arange(U)[None] < torch.tensor(lengths)[:, None]  # (B, U)
+    feats = {m: torch.randn(B, U, d, generator=g) * mask[..., None]
+             for m, d in (("text", 12), ("audio", 10), ("visual", 14))}
+    speaker = nn.functional.one_hot(torch.randint(0, num_speakers, (B, U), generator=g),
+                                    num_speakers).float()  # (B, U, S)
+    return feats, speaker * mask[..., None], mask

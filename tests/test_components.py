@@ -15,7 +15,7 @@ from multiemo.config import Config, ConfigError, ModelConfig, build, load
 from multiemo.model import build_model, count_parameters
 from multiemo.model.transformer_context import TransformerContext
 from multiemo.synthetic import make_synthetic_corpus
-from test_model import IEMOCAP, MELD, random_batch, small
+from builders import IEMOCAP, MELD, random_batch, small
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
