@@ -180,7 +180,10 @@ def test_wandb_offline_logs_the_run(root, tmp_path, monkeypatch):
     assert list((tmp_path / "w" / "wandb").glob("offline-run-*"))
 
 
+@pytest.mark.slow
 def test_demo_fusion_beats_every_single_modality(tmp_path):
+    """`multiemo demo`'s claim, at its full size (four trainings on 300 dialogues): slow. The
+    default suite trains through the CLI end to end in the tests above, on tiny stores."""
     from multiemo.demo import run_demo
 
     results = run_demo(tmp_path, epochs=6)
