@@ -1,6 +1,6 @@
 """``multiemo corpus ...``: read a raw corpus, print its statistics or write its ``corpus.json``.
 
-    multiemo corpus stats --dataset meld --root ../shared/data/meld [--json]
+    multiemo corpus stats --dataset meld --root data/raw/meld [--json]
     multiemo corpus build --dataset iemocap --root IEMOCAP_full_release --out data/iemocap/corpus.json
 
 ``--skip-bad-rows`` skips (and counts) bad rows instead of stopping at the first one;
