@@ -140,7 +140,7 @@ def _model_card(cfg: Config, run: RunDir, info: dict[str, Any], corpus: Corpus,
         "",
         f"# MultiEMO on {cfg.dataset} ({'+'.join(cfg.model.modalities)})",
         "",
-        "A MultiEMO model (DialogueRNN context + MultiAttn fusion, Shi and Huang, ACL 2023) exported "
+        f"A MultiEMO model (Shi and Huang, ACL 2023; {_components_line(cfg.model)}) exported "
         "by `multiemo export` from a training run of the multiemo toolkit. It labels each utterance "
         "of a conversation with one of: " + ", ".join(config["labels"]) + ".",
         "",
@@ -207,12 +207,20 @@ def _model_card(cfg: Config, run: RunDir, info: dict[str, Any], corpus: Corpus,
     return "\n".join(lines) + "\n"
 
 
+def _components_line(model: ModelConfig) -> str:
+    """``context: text none, audio dialoguernn; fusion: multiattn; classifier: mlp`` for the card."""
+    from multiemo.model import components_of
+    parts = components_of(model)
+    context = ", ".join(f"{m} {name}" for m, name in parts["context"].items())
+    return f"context: {context}; fusion: {parts['fusion']}; classifier: {parts['classifier']}"
+
+
 def export_run(run_dir: str | Path, out: str | Path, checkpoint: str = "best") -> Path:
     """Write the model folder of a finished run to ``out`` (which must not exist)."""
     from safetensors.torch import save_file
 
     from multiemo.engine import load_checkpoint
-    from multiemo.model import build_model
+    from multiemo.model import build_model, components_of
 
     run = RunDir(run_dir)
     seeds = sorted(p.name for p in Path(run_dir).glob("seed-*") if (p / "config.yaml").is_file())
@@ -261,6 +269,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: str = "best") -
             "format": MODEL_FORMAT, "version": MODEL_VERSION, "dataset": cfg.dataset,
             "corpus": corpus.name, "labels": list(corpus.labels),
             "modalities": list(cfg.model.modalities), "model": to_dict(cfg.model),
+            "components": components_of(cfg.model),
             "speakers": {"num_speakers": cfg.model.num_speakers,
                          "vocab": list(corpus.speaker_vocab) if corpus.speaker_vocab else None,
                          "rule": "vocabulary" if corpus.speaker_vocab else "first appearance in the dialogue"},

@@ -276,3 +276,78 @@ def test_train_with_chosen_components_records_them(root, tmp_path, overrides, co
     info = json.loads((run / "run.json").read_text())
     cfg = build(Config, yaml.safe_load((run / "config.yaml").read_text()))
     assert info["num_parameters"] == count_parameters(build_model(cfg.model))
+
+
+# -- written before the components: state_dicts and a model folder of 55f6d61 -------------------
+
+OLD = Path(__file__).resolve().parent / "data" / "old_55f6d61"  # made by its make.py
+
+
+@pytest.mark.parametrize("name", ["meld", "iemocap", "concat"])
+def test_a_state_dict_saved_before_the_components_loads_and_gives_the_same_outputs(name):
+    from safetensors.torch import load_file
+    tensors = load_file(str(OLD / "old_models.safetensors"))
+    cfg = build(ModelConfig, json.loads((OLD / "old_models.json").read_text())[name])
+    prefix = f"{name}/state/"
+    old_state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    torch.manual_seed(0)  # the old code built these with seed 0: the same seed, the same weights
+    model = build_model(cfg).eval()
+    new_state = model.state_dict()
+    assert set(new_state) == set(old_state)
+    assert all(torch.equal(new_state[k], old_state[k]) for k in old_state)
+    model.load_state_dict(old_state, strict=True)
+    with torch.no_grad():
+        out = model({m: tensors[f"batch/{m}"] for m in cfg.modalities}, tensors["batch/speaker_mask"],
+                    tensors["batch/mask"])
+    torch.testing.assert_close(out.logits, tensors[f"{name}/logits"], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out.z, tensors[f"{name}/z"], rtol=1e-6, atol=1e-6)
+
+
+def test_a_model_folder_exported_before_the_components_predicts_as_it_did(tmp_path):
+    import shutil
+
+    from multiemo.recognizer import Recognizer
+    folder = shutil.copytree(OLD / "old_model_folder", tmp_path / "model")
+    expected = json.loads((OLD / "old_model_folder_predictions.json").read_text())
+    recognizer = Recognizer.from_pretrained(folder, device="cpu")
+    assert type(recognizer.network.context["text"]).__name__ == "ContextEncoder"  # its config: text_context
+    predictions = recognizer.predict(expected["rows"])
+    assert len(predictions) == len(expected["probabilities"])
+    for p, old in zip(predictions, expected["probabilities"]):
+        assert p.probabilities == pytest.approx(old, abs=1e-5)
+
+
+# -- export and predict carry the components ----------------------------------------------------
+
+@pytest.mark.parametrize("overrides,kind", [
+    (["model.context=transformer", "model.context_layers=2"], "TransformerContext"),
+    (["model.fusion=concat"], "ConcatFusion")], ids=["transformer-context", "concat-fusion"])
+def test_an_exported_variant_is_rebuilt_by_the_recognizer_with_the_same_outputs(trained, tmp_path, overrides, kind):
+    from builders import TINY_TRAIN, read_csv
+    from multiemo.recognizer import Recognizer
+    run, model = tmp_path / "run", tmp_path / "model"
+    assert cli(["train", "--config", "configs/emorynlp.yaml", "--run-dir", str(run), f"data.root={trained['data']}",
+                *TINY_TRAIN, "train.lr=3e-3", "dataset=mine", "model.num_classes=3", "model.num_speakers=3",
+                *overrides]) == 0
+    assert cli(["export", str(run), "--out", str(model)]) == 0
+    config = json.loads((model / "config.json").read_text())
+    components = {"transformer-context": {"context": {"text": "transformer"}, "fusion": "multiattn"},
+                  "concat-fusion": {"context": {"text": "dialoguernn"}, "fusion": "concat"}}
+    expected = components["transformer-context" if kind == "TransformerContext" else "concat-fusion"]
+    assert config["components"] == {**expected, "classifier": "mlp"}
+    card = f"context: text {expected['context']['text']}; fusion: {expected['fusion']}; classifier: mlp"
+    assert card in (model / "README.md").read_text()
+    recognizer = Recognizer.from_pretrained(model, device="cpu")
+    built = {type(m).__name__ for m in recognizer.network.modules()}
+    assert kind in built
+    if kind == "TransformerContext":
+        assert len(recognizer.network.context["text"].layers) == 2
+    rows = read_csv(trained["source"])
+    predictions = {p.utterance_id: p for p in recognizer.predict(
+        [{k: r[k] for k in ("dialogue_id", "utterance_index", "speaker", "text")} for r in rows])}
+    theirs = read_csv(run / "predictions_test.csv")
+    assert theirs
+    for row in theirs:
+        p = predictions[row["utterance_id"]]
+        assert [p.probabilities[c] for c in recognizer.labels] == \
+            pytest.approx([float(row[f"p_{c}"]) for c in recognizer.labels], abs=1e-5)

@@ -1,5 +1,7 @@
-"""The MultiEMO network: DialogueRNN context, MultiAttn fusion, classifier (docs/method.md §2)."""
+"""The MultiEMO network, assembled from named components (docs/method.md §2): a context encoder
+per modality (DialogueRNN by default), a fusion (MultiAttn by default) and a classifier; the
+names and their builders are in :mod:`multiemo.model.components`."""
 
-from multiemo.model.multiemo import MultiEMO, MultiEMOOutput, build_model, count_parameters
+from multiemo.model.multiemo import MultiEMO, MultiEMOOutput, build_model, components_of, count_parameters
 
-__all__ = ["MultiEMO", "MultiEMOOutput", "build_model", "count_parameters"]
+__all__ = ["MultiEMO", "MultiEMOOutput", "build_model", "components_of", "count_parameters"]

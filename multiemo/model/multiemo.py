@@ -21,7 +21,8 @@ from multiemo.model.components import (CLASSIFIERS, CONTEXT_ENCODERS, FUSIONS, N
                                        resolve_fusion)
 from multiemo.model.packing import Packing
 
-__all__ = ["MultiEMO", "MultiEMOOutput", "multiemo", "build_model", "count_parameters", "encode_all"]
+__all__ = ["MultiEMO", "MultiEMOOutput", "multiemo", "build_model", "components_of", "count_parameters",
+           "encode_all"]
 
 log = logging.getLogger(__name__)
 
@@ -160,15 +161,25 @@ def multiemo(*, modalities: tuple[str, ...], input_dims: dict[str, int], context
     return MultiEMO(projections, encoders, fuse, classify)
 
 
+def components_of(cfg: ModelConfig) -> dict:
+    """The components ``cfg`` assembles, by name: what a model folder records and its card names.
+
+    >>> components_of(ModelConfig())
+    {'context': {'text': 'none', 'audio': 'dialoguernn', 'visual': 'dialoguernn'}, 'fusion': 'multiattn', 'classifier': 'mlp'}
+    """
+    return {"context": resolve_context(cfg.modalities, cfg.context, cfg.text_context),
+            "fusion": resolve_fusion(cfg.fusion, cfg.multiattn), "classifier": cfg.classifier}
+
+
 def build_model(cfg: ModelConfig) -> MultiEMO:
     """The one place a config becomes a model."""
     if not cfg.multiattn and cfg.fusion is None:
         log.warning("model.multiattn=false is the older name of model.fusion=concat")
     dims = {"text": cfg.text_dim, "audio": cfg.audio_dim, "visual": cfg.visual_dim}
+    components = components_of(cfg)
     return multiemo(
         modalities=cfg.modalities, input_dims={m: dims[m] for m in cfg.modalities},
-        context=resolve_context(cfg.modalities, cfg.context, cfg.text_context),
-        fusion=resolve_fusion(cfg.fusion, cfg.multiattn), classifier=cfg.classifier,
+        context=components["context"], fusion=components["fusion"], classifier=components["classifier"],
         dim=cfg.model_dim, num_heads=cfg.num_heads, hidden_dim=cfg.hidden_dim,
         num_layers=cfg.num_layers, context_layers=cfg.context_layers, mlp_hidden=cfg.mlp_hidden,
         num_classes=cfg.num_classes, bidirectional_context=cfg.bidirectional_context,
