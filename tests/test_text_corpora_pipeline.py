@@ -64,7 +64,7 @@ def test_own_conversation_file_pipeline(tmp_path, bert_dir, capsys):
     assert corpus["labels"] == ["neutral", "joy", "anger"]  # declared order, recorded
     info = json.loads((run / "run.json").read_text())
     assert info["select_metric"] == "weighted_f1" and info["num_dialogues"]["test"] == 1
-    assert "No published row" in (run / "report.md").read_text()
+    assert "No paper row: no published table for dataset 'mine'" in (run / "report.md").read_text()
 
 
 def test_corpus_build_names_bad_input(tmp_path, capsys):
