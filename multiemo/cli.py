@@ -56,7 +56,8 @@ def _command(sub, name: str, handler: str, help: str, overrides: bool = False, *
 
 
 def _job_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="extraction config (YAML)")
+    p.add_argument("--config", required=True, help="extraction config: a YAML file or a shipped "
+                   "config's name (extract/meld_text; multiemo configs ls)")
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
                    help="run shard K of N (0 <= K < N); default 0/1")
     p.add_argument("--merge", action="store_true",
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "train MultiEMO from a YAML config and feature stores", overrides=True,
                  description="Train MultiEMO; the best epoch is chosen on validation and only "
                  "that checkpoint is scored on test.")
-    p.add_argument("--config", help="YAML config (configs/meld.yaml, configs/iemocap.yaml)")
+    p.add_argument("--config", help="training config: a YAML file or a shipped config's name "
+                   "(meld, iemocap; multiemo configs ls)")
     p.add_argument("--run-dir", help="folder for this run (created)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (overrides "
                    "given here are applied and recorded in its run.json)")
@@ -121,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "sweep", "multiemo.sweep.cli:run_command",
                  "hyperparameter search or ablation study on Optuna, chosen on validation",
                  overrides=True)
-    p.add_argument("--config", required=True, help="sweep or study YAML (configs/sweeps/*.yaml, "
-                   "configs/studies/*.yaml)")
+    p.add_argument("--config", required=True, help="sweep or study: a YAML file or a shipped "
+                   "config's name (sweeps/meld, studies/paper_tables_meld; multiemo configs ls)")
     p.add_argument("--study-dir", required=True, help="folder of the study (created; rerun to resume)")
     p.add_argument("--workers", type=_positive, default=1,
                    help="worker processes on this machine (default 1): CPU threads are split "
@@ -188,6 +190,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "features were released as pickles")
     p.add_argument("--src", required=True, metavar="DIR", help="folder holding the released pickles (e.g. Data/MELD)")
     p.add_argument("--out", required=True, metavar="DIR", help="where to write corpus.json and features/")
+
+    configs = sub.add_parser("configs", help="list the shipped configs, or copy one out to edit",
+                             description="The configs shipped with multiemo. Any --config takes "
+                             "a file or one of these names (a path that exists wins).")
+    configs_sub = configs.add_subparsers(title="configs commands", metavar="ACTION", required=True)
+    p = _command(configs_sub, "ls", "multiemo.config_files:run_command",
+                 "list the shipped configs by name, with what each is for")
+    p.set_defaults(command="configs ls", action="ls")
+    p = _command(configs_sub, "cp", "multiemo.config_files:run_command",
+                 "copy a shipped config to a file to edit (a sweep's base: stays found)")
+    p.set_defaults(command="configs cp", action="cp")
+    p.add_argument("name", help="a shipped config's name (multiemo configs ls), e.g. meld or sweeps/meld")
+    p.add_argument("dest", metavar="FILE", help="the file to write (or a folder to copy into)")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
     corpus = sub.add_parser("corpus", help="read a raw corpus: stats, or build corpus.json",
                             description="Read a raw corpus release (MELD CSVs, IEMOCAP).")
@@ -263,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()  # the one logging setup of every command (the library itself logs quietly)
     module, function = args.handler.split(":")
     try:
+        if getattr(args, "config", None):  # a file, else a shipped config's name
+            from multiemo.config_files import find_config
+            args.config = str(find_config(args.config))
         return int(getattr(importlib.import_module(module), function)(args) or 0)
     except UserError as err:
         print(f"multiemo {args.command}: error: {err}", file=sys.stderr)

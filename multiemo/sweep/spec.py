@@ -15,7 +15,8 @@ A **sweep** searches a space; a **study** runs named variants (an ablation grid)
       train.batch_size: {choices: [32, 64, 100]}
     final: {seeds: [2023, 2024, 2025, 2026, 2027], baseline: true, top_k: 10}
 
-``base`` is relative to the YAML file. A space entry is a float range (``low``, ``high``,
+``base`` is a path relative to the YAML file, or a shipped config's name (``base: meld``,
+:mod:`multiemo.config_files`). A space entry is a float range (``low``, ``high``,
 optional ``log``/``step``), an int range (integers ``low``/``high`` on an int field), or
 ``choices``. Every path must be a field of the training config and every value must fit it:
 the error names the path. ``objective`` is the validation metric (``weighted_f1``, ``macro_f1``
@@ -44,6 +45,7 @@ from typing import Any, Literal
 import yaml
 
 from multiemo.config import Config, ConfigError, build, read_yaml, set_dotted, to_dict
+from multiemo.config_files import find_config
 from multiemo.errors import UserError
 
 __all__ = ["SweepError", "Param", "SweepSpec", "FinalSpec", "StudySpec", "load_spec", "override_value"]
@@ -138,10 +140,10 @@ class SweepSpec:
             raise SweepError(f"{source}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
         base = data.get("base")
         if base is not None:
-            base_path = Path(base) if Path(base).is_absolute() else Path(source).parent / base
-            if not base_path.is_file():
-                raise SweepError(f"{source}: base: training config {base_path} does not exist")
-            base = str(base_path)
+            try:  # a file beside this one, else a shipped config's name
+                base = str(find_config(str(base), relative_to=Path(source).parent))
+            except ConfigError as err:
+                raise SweepError(f"{source}: base: {err}") from None
         overrides = _overrides(data.get("overrides"), source)
         objective = data.get("objective", "auto")
         if objective not in ("auto", "weighted_f1", "macro_f1", "micro_f1"):
