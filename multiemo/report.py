@@ -53,7 +53,7 @@ from multiemo.metrics import bootstrap_interval, classification_scores, paired_b
 from multiemo.plots import pyplot
 
 __all__ = ["PAPER_ROWS", "ReportError", "paper_row", "choose_paper_row", "score_report", "write_report", "summary_columns",
-           "report_markdown", "report_csv", "aggregate", "format_table", "write_summary",
+           "column_order", "report_markdown", "report_csv", "aggregate", "format_table", "write_summary",
            "load_run", "find_runs", "compare_groups", "compare_runs", "format_comparison",
            "run_command"]
 
@@ -221,8 +221,12 @@ def choose_paper_row(dataset: str, labels: Sequence[str],
     return row, f"{subset} alone (the paper gives weighted-F1 only)"
 
 
-def _column_order(dataset: str, labels: Sequence[str]) -> tuple[list[int], list[str]]:
-    """Label indices in the paper's column order and their headers (label order otherwise)."""
+def column_order(dataset: str, labels: Sequence[str]) -> tuple[list[int], list[str]]:
+    """Label indices in the paper's column order and their headers (label order otherwise).
+
+    >>> column_order("mine", ["joy", "anger"])
+    ([0, 1], ['Joy', 'Anger'])
+    """
     table = PAPER_ROWS.get(dataset.lower())
     if table is not None and sorted(labels) == sorted(table["labels"]):
         order = [list(labels).index(name) for name in table["labels"]]
@@ -318,7 +322,7 @@ def write_report(out_dir: str | Path, y_true: Sequence[int], y_pred: Sequence[in
 
 
 def _row_cells(report: dict) -> list[str]:
-    order, _ = _column_order(report["dataset"], report["labels"])
+    order, _ = column_order(report["dataset"], report["labels"])
     s = report["scores"]
     return [_fmt(s["per_class_f1"][i]) for i in order] + \
         [_fmt(s[c]) for c in summary_columns(report["dataset"], report["labels"])]
@@ -332,7 +336,7 @@ def _paper_cells(row: dict | None, dataset: str, labels: Sequence[str]) -> tuple
     """The paper row's name and table cells (weighted-F1 in its column, "-" elsewhere)."""
     if row is None:
         return None
-    order, _ = _column_order(dataset, labels)
+    order, _ = column_order(dataset, labels)
     columns = summary_columns(dataset, labels)
     cells = [_fmt(row["per_class_f1"][i]) for i in order] + \
         [_fmt(row["weighted_f1"]) if c == "weighted_f1" else "-" for c in columns]
@@ -356,7 +360,7 @@ def _report_paper(report: dict) -> tuple[dict | None, str]:
 
 
 def _header(dataset: str, labels: Sequence[str]) -> list[str]:
-    _, columns = _column_order(dataset, labels)
+    _, columns = column_order(dataset, labels)
     return ["run"] + columns + [_HEADERS[c] for c in summary_columns(dataset, labels)]
 
 
@@ -368,7 +372,7 @@ def report_markdown(report: dict, name: str = "ours") -> str:
     paper = _paper_cells(row, dataset, labels)
     if paper is not None:
         rows.append([paper[0]] + paper[1])
-    order, columns = _column_order(dataset, labels)
+    order, columns = column_order(dataset, labels)
     ci = report["weighted_f1_ci"]
     units = (f"{report['num_dialogues']} dialogues" if ci["resampled"] == "dialogues"
              else f"{report['num_utterances']} utterances")
@@ -396,7 +400,7 @@ def report_markdown(report: dict, name: str = "ours") -> str:
 def report_csv(report: dict, name: str = "ours") -> str:
     """CSV of one report: a header, our row, the paper's row (numbers in %, full precision)."""
     dataset, labels = report["dataset"], report["labels"]
-    order, _ = _column_order(dataset, labels)
+    order, _ = column_order(dataset, labels)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     score_columns = summary_columns(dataset, labels)
@@ -417,7 +421,7 @@ def report_csv(report: dict, name: str = "ours") -> str:
 
 def _plot_confusion(report: dict, path: Path) -> None:
     plt = pyplot()
-    order, columns = _column_order(report["dataset"], report["labels"])
+    order, columns = column_order(report["dataset"], report["labels"])
     counts = np.asarray(report["confusion_matrix"], dtype=float)[np.ix_(order, order)]
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
@@ -441,7 +445,7 @@ def _plot_confusion(report: dict, path: Path) -> None:
 
 def _plot_per_class(report: dict, path: Path) -> None:
     plt = pyplot()
-    order, columns = _column_order(report["dataset"], report["labels"])
+    order, columns = column_order(report["dataset"], report["labels"])
     ours = [report["scores"]["per_class_f1"][i] for i in order]
     paper, _ = _report_paper(report)
     if paper is not None and all(v is None for v in paper["per_class_f1"]):
@@ -524,7 +528,7 @@ def format_table(reports: Sequence[dict], names: Sequence[str] | None = None) ->
     """Markdown: one row per run, then ``mean ± std (n=K)``, then the runs' paper row (if any)."""
     summary = aggregate(reports, names)
     dataset, labels = summary["dataset"], summary["labels"]
-    order, _ = _column_order(dataset, labels)
+    order, _ = column_order(dataset, labels)
     rows = [[name] + _row_cells(r) for name, r in zip(summary["runs"], reports)]
 
     mean, sd = summary["mean"], summary["std"]
@@ -550,7 +554,7 @@ def write_summary(out_dir: str | Path, reports: Sequence[dict],
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "summary.md", format_table(reports, summary["runs"]) + "\n")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
-    order, _ = _column_order(summary["dataset"], summary["labels"])
+    order, _ = column_order(summary["dataset"], summary["labels"])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     score_columns = summary_columns(summary["dataset"], summary["labels"])
@@ -809,7 +813,7 @@ def format_comparison(cmp: dict) -> str:
     """Markdown of a :func:`compare_runs` / :func:`compare_groups` dict: rows A, B, the
     difference B - A with its interval, and the p-value; columns per-class F1 in the paper's
     order, then weighted-F1; then a line saying how the test was made."""
-    order, columns = _column_order(cmp["dataset"], cmp["labels"])
+    order, columns = column_order(cmp["dataset"], cmp["labels"])
 
     def values(key: str) -> list[float]:  # per-class in column order, then weighted-F1
         return [cmp["per_class_f1"][key][i] for i in order] + [cmp["weighted_f1"][key]]

@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from multiemo.data.atomic import atomic_write_text
-from multiemo.report import (_column_order, aggregate, compare_groups, format_comparison,
+from multiemo.report import (aggregate, column_order, compare_groups, format_comparison,
                              format_table, mean_std)
 from multiemo.sweep.spec import SweepSpec
 
@@ -92,7 +92,7 @@ def write_study_summary(study_dir: Path, study: optuna.Study, spec: SweepSpec,
             comparisons[variant] = compare_groups(runs[reference], folders, names=(reference, variant))
     first = next(iter(rows.values()))
     dataset, labels = first["dataset"], first["labels"]
-    order, columns = _column_order(dataset, labels)
+    order, columns = column_order(dataset, labels)
     header = ["variant", "n"] + columns + ["w-F1", f"Δ w-F1 vs {reference}", "p"]
     lines = ["| " + " | ".join(header) + " |", "| --- | ---: |" + " ---: |" * (len(header) - 2)]
     for variant, agg in rows.items():
