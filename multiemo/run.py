@@ -79,8 +79,17 @@ class RunError(UserError):
     """A run folder that cannot be used as asked (not a run, locked, half-made, damaged)."""
 
 
+class _Typed:
+    """A frozen dataclass whose fields are checked against their types when it is made."""
+
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _checked(f.name, hints[f.name], getattr(self, f.name)))
+
+
 @dataclasses.dataclass(frozen=True)
-class Stopped:
+class Stopped(_Typed):
     """Why and when :func:`multiemo.engine.fit` stopped, and the rule it applied."""
 
     reason: Literal["patience", "max_epochs"]
@@ -92,7 +101,7 @@ class Stopped:
 
 
 @dataclasses.dataclass(frozen=True)
-class ScoredFrom:
+class ScoredFrom(_Typed):
     """The checkpoint a folder's predictions and report were made from."""
 
     checkpoint: str  # "best" or "last"
@@ -101,7 +110,7 @@ class ScoredFrom:
 
 
 @dataclasses.dataclass(frozen=True)
-class Resume:
+class Resume(_Typed):
     """One ``multiemo train --resume``: when, and the overrides it applied."""
 
     at: str  # local time, ISO 8601 to the second
@@ -109,7 +118,7 @@ class Resume:
 
 
 @dataclasses.dataclass(frozen=True)
-class RunRecord:
+class RunRecord(_Typed):
     """What ``run.json`` holds. Every field is optional: a record grows as the run goes on, and
     a field that is not known (yet) is left out of the file.
 
@@ -149,12 +158,7 @@ class RunRecord:
     # keys of the file that are not fields (written by hand); kept as they are, never written
     # by this code
     extra: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
-    version: int = RECORD_VERSION
-
-    def __post_init__(self) -> None:
-        for f in _fields().values():
-            object.__setattr__(self, f.name, _checked(f.name, _hints()[f.name],
-                                                      getattr(self, f.name)))
+    version: int = RECORD_VERSION  # as read: the file's (1 for a record without one)
 
     @property
     def valid_key(self) -> str | None:
@@ -197,7 +201,7 @@ class RunRecord:
         known = {k: v for k, v in data.items() if k in fields and k not in ("version", "extra")}
         extra = {k: v for k, v in data.items() if k not in known}
         try:
-            return cls(**known, extra=extra)
+            return cls(**known, extra=extra, version=version)
         except TypeError as err:
             raise RunError(f"{source}: {str(err).removeprefix('run.json ')}") from None
 
@@ -219,8 +223,7 @@ def _fields() -> dict[str, dataclasses.Field]:
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
-def _hints(cls: type = None) -> dict[str, Any]:
-    cls = cls or RunRecord
+def _hints(cls: type) -> dict[str, Any]:
     if cls not in _HINTS:
         _HINTS[cls] = typing.get_type_hints(cls)
     return _HINTS[cls]
@@ -371,6 +374,7 @@ class RunDir:
         return self._write(self.record().replace(**changes))
 
     def _write(self, record: RunRecord) -> RunRecord:
+        record = dataclasses.replace(record, version=RECORD_VERSION)
         atomic_write_text(self.record_path, json.dumps(record.to_json(), indent=1))
         return record
 
