@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Callable, Literal, TypeVar
 
 from feature_extraction.media import MediaError
-from feature_extraction.runner import Absent, CorpusSource, load_corpus, merge_job, run_job
+from feature_extraction.runner import (Absent, CorpusSource, check_splits, load_corpus, merge_job,
+                                       run_job)
 from multiemo.config import ConfigError, load, set_num_threads, to_dict
 from multiemo.data.corpus import Corpus
 from multiemo.data.splits import SplitError, ValidationRule
@@ -106,6 +107,7 @@ def run_extraction(args, *, config_cls: type, build: Callable[[Any], Any]) -> in
         raise ConfigError(str(err)) from None
     set_num_threads(cfg.num_threads)
     corpus = load_corpus(cfg.corpus)
+    check_splits(corpus, list(cfg.splits) or None)  # --merge too: a bad override is never ignored
     out = Path(cfg.out)
     store = raw_store_path(out) if cfg.projection.dim else out
     if args.merge:

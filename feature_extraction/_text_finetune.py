@@ -30,6 +30,7 @@ from torch import nn
 
 from feature_extraction._text_inputs import ModelInput
 from feature_extraction._text_model import TextModel, resolve_model
+from feature_extraction.runner import check_job_identity
 from multiemo.config import ConfigError, to_dict
 from multiemo.data.atomic import follow_umask
 from multiemo.data.corpus import Corpus, Utterance, atomic_write_text
@@ -56,13 +57,11 @@ def ensure_finetuned(cfg: Any, corpus: Corpus, device: torch.device, *,
     ``allow_training`` is False: sharded runs must not each train their own).
     """
     folder = cfg.finetuned_path
-    marker = folder / "finetune.json"
-    if marker.exists():
-        done = json.loads(marker.read_text(encoding="utf-8"))
-        if done["settings"] != json.loads(json.dumps(_settings(cfg))):
-            raise ConfigError(f"{marker}: made with other settings ({done['settings']}); delete "
-                             f"{folder} or set finetuned_dir to fine-tune again")
-    else:
+    marker = folder / "finetune.json"  # written by finetune() once it is done
+    done = check_job_identity(marker, {"settings": _settings(cfg)}, kind="fine-tuning",
+                              names={"settings": "other settings"}, error=ConfigError,
+                              remedy=f"delete {folder} or set finetuned_dir to fine-tune again")
+    if done is None:
         if not allow_training:
             raise ConfigError(f"no finished fine-tuning at {folder}: run `multiemo extract text "
                              f"--config ... --finetune-only` once before starting shards")

@@ -300,6 +300,14 @@ def _shown(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def _differences(old: Any, new: Any, path: str) -> list[str]:
+    """``"a.b: old, now new"`` for each leaf where two JSON values differ (dicts are walked)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [line for key in [*new, *(k for k in old if k not in new)]
+                for line in _differences(old.get(key), new.get(key), f"{path}.{key}")]
+    return [] if old == new else [f"{path}: {_shown(old)}, now {_shown(new)}"]
+
+
 def check_job_identity(record: str | Path | Mapping[str, Any], identity: Mapping[str, Any], *,
                        kind: str, remedy: str, names: Mapping[str, str] | None = None,
                        section: str | None = None, fmt: str | None = None,
@@ -375,8 +383,9 @@ def check_job_identity(record: str | Path | Mapping[str, Any], identity: Mapping
     if changed:
         names = names or {}
         said = " and ".join(dict.fromkeys(names.get(k, f"another {k}") for k in changed))
-        shown = "; ".join(f"{k}: {_shown(recorded.get(k))}, now {_shown(identity.get(k))}"
-                          for k in changed)
+        lines = [line for k in changed
+                 for line in _differences(_plain(recorded.get(k)), _plain(identity.get(k)), k)]
+        shown = "; ".join(lines[:4]) + (f"; ... ({len(lines) - 4} more)" if len(lines) > 4 else "")
         raise error(f"{where}: made by a different {kind}, with {said} ({shown}); {remedy}")
     return data
 

@@ -175,6 +175,7 @@ def run_command(args) -> int:
         print(f"merged into {merge_job(cfg.out)}", file=sys.stderr)
         return 0
     corpus = load_corpus(cfg.corpus)
+    check_splits(corpus, cfg.splits)  # --finetune-only too: the config names no missing split
     if args.finetune_only:
         if cfg.mode != "finetune":
             raise ConfigError("--finetune-only needs mode=finetune")

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feature_extraction.runner import (Absent, CorpusSource, JobError,
+from feature_extraction.runner import (Absent, CorpusSource, JobError, check_job_identity,
                                        job_status, load_corpus, merge_job, parse_shard, run_job,
-                                       work_dir)
+                                       shard_items, work_dir)
 from multiemo.data.corpus import Corpus, Dialogue, Utterance
 from multiemo.data.store import FeatureStore
+from multiemo.errors import UserError
 
 
 def toy_corpus(num_dialogues: int = 5, length: int = 7) -> Corpus:
@@ -355,3 +356,84 @@ def test_a_damaged_job_file_is_a_job_error_naming_it(tmp_path):
         run_job(ToyExtractor(), corpus, out, shard=(1, 2), progress=False)
     with pytest.raises(JobError, match=r"job\.json"):
         merge_job(out)
+
+
+def test_shard_items_splits_without_overlap_or_loss():
+    items = list(range(10))
+    shards = [shard_items(items, (k, 3)) for k in range(3)]
+    assert shards == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    with pytest.raises(ValueError, match="shard 3/3"):
+        shard_items(items, (3, 3))
+
+
+def test_the_job_identity_check_writes_resumes_and_refuses_naming_what_differs(tmp_path):
+    """The one identity check of every batch job (runner, predict, sweep, fine-tuning)."""
+    record = tmp_path / "job" / "job.json"
+    identity = {"settings": {"model": "m", "past": 2}, "items": ("a", "b")}
+    common = dict(kind="toy job", fmt="toy-job", remedy="delete the folder")
+    assert check_job_identity(record, identity, **common) is None and not record.exists()
+    written = check_job_identity(record, identity, create={"version": 1, "path": "kept"}, **common)
+    assert json.loads(record.read_text()) == written == {
+        "format": "toy-job", "version": 1, "path": "kept",
+        "settings": {"model": "m", "past": 2}, "items": ["a", "b"]}
+    # the same job again: a tuple is the list it was written as; fields outside the identity
+    # (the path) are not compared
+    assert check_job_identity(record, {**identity, "items": ["a", "b"]}, **common) == written
+    before = record.read_bytes()
+    with pytest.raises(JobError) as refused:
+        check_job_identity(record, {"settings": {"model": "m", "past": 3}, "items": ["a"]},
+                           names={"settings": "other settings"}, **common)
+    assert str(refused.value) == (
+        f"{record}: made by a different toy job, with other settings and another items "
+        f"(settings.past: 2, now 3; items: [\"a\", \"b\"], now [\"a\"]); delete the folder")
+    assert record.read_bytes() == before  # a refusal writes nothing
+
+    class StudyError(UserError):
+        pass
+
+    # a record already read (an Optuna study's user attributes), the identity under a key:
+    # a field recorded but no longer given counts as a difference
+    attrs = {"identity": {"space": 1, "seed": 7}, "other": "x"}
+    assert check_job_identity({"other": "x"}, {"space": 1}, section="identity", kind="sweep",
+                              remedy="r") is None
+    with pytest.raises(StudyError, match=r"^study 's': made by a different sweep, with another seed "
+                                         r"\(seed: 7, now null\); r$"):
+        check_job_identity(attrs, {"space": 1}, section="identity", kind="sweep", remedy="r",
+                           place="study 's'", error=StudyError)
+    # a damaged record, or one of another kind, is named (never overwritten)
+    record.write_text('{"format": "toy-job", "settings"')
+    with pytest.raises(JobError, match=r"job\.json: not a readable job file .*; delete the folder$"):
+        check_job_identity(record, identity, create={}, **common)
+    record.write_text('{"format": "other-job"}')
+    with pytest.raises(JobError, match=r"job\.json: not a record of a toy job \(format 'other-job', "
+                                       r"expected 'toy-job'\); delete the folder$"):
+        check_job_identity(record, identity, create={}, **common)
+
+
+def test_the_runner_names_the_setting_that_differs(tmp_path):
+    out = tmp_path / "toy.safetensors"
+    run_job(ToyExtractor(), toy_corpus(1), out, progress=False)
+    with pytest.raises(JobError) as refused:
+        run_job(ToyExtractor(setting=2), toy_corpus(1), out, progress=False)
+    assert f"{work_dir(out) / 'job.json'}: made by a different extraction job, with other " \
+           f"settings (info.setting: 1, now 2); delete {work_dir(out)}" in str(refused.value)
+
+
+@pytest.mark.parametrize("modality,extra", [
+    ("text", []), ("text", ["mode=finetune", "--finetune-only"]), ("audio", []), ("visual", []),
+    ("audio", ["--merge"])])
+def test_an_unknown_split_is_one_line_with_exit_2(tmp_path, capsys, modality, extra):
+    """`multiemo extract MODALITY ... splits=[validation]` names the bad split and the corpus's
+    own, before any model is loaded or any file written."""
+    from multiemo.cli import main as cli
+    corpus = toy_corpus()
+    corpus.save(tmp_path / "corpus.json")
+    out = tmp_path / f"{modality}.safetensors"
+    code = cli(["extract", modality, "--config", f"configs/extract/meld_{modality}.yaml",
+                f"corpus.path={tmp_path / 'corpus.json'}", f"out={out}", "splits=[validation]",
+                "--no-progress", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.endswith("splits ['validation'] are not in corpus 'toy' (it has ['train', 'dev', "
+                        "'test'])")
+    assert not out.exists() and not work_dir(out).exists()

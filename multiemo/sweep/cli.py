@@ -24,6 +24,7 @@ from pathlib import Path
 
 from optuna.storages.journal import JournalStorage
 
+from feature_extraction.runner import check_job_identity
 from multiemo.config import default_threads
 from multiemo.data.atomic import atomic_write_text
 from multiemo.engine import DataCache
@@ -77,15 +78,10 @@ def run_sweep(spec: SweepSpec, study_dir: Path, extra: list[str], *, workers: in
 
 
 def _check_folder(study_dir: Path, identity: dict) -> None:
-    """A study folder of another sweep is refused before anything is opened or written."""
-    record = study_dir / "sweep.json"
-    if not record.is_file():
-        return
-    recorded = json.loads(record.read_text())
-    if recorded.get("identity") != identity:
-        changed = sorted(k for k in identity if recorded.get("identity", {}).get(k) != identity[k])
-        raise SweepError(f"{study_dir} holds a study of a different sweep (it differs in: "
-                         f"{', '.join(changed)}); use another --study-dir, nothing was changed")
+    """A study folder of another sweep is refused before anything is opened or written (the
+    runner's identity check; ``sweep.json`` is written once the study is open)."""
+    check_job_identity(study_dir / "sweep.json", identity, section="identity", kind="sweep",
+                       error=SweepError, remedy="use another --study-dir, nothing was changed")
 
 
 def _spawn(workers: int, base, study_dir: Path) -> None:

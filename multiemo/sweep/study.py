@@ -38,6 +38,7 @@ from typing import Callable, Iterator
 import optuna
 from optuna.trial import TrialState
 
+from feature_extraction.runner import check_job_identity
 from multiemo.config import Config
 from multiemo.engine import DataCache, fit, load_checkpoint, opened_run, score_validation
 from multiemo.run import RunDir, RunError, lock_held
@@ -92,18 +93,15 @@ def open_study(spec: SweepSpec, name: str, storage, identity: dict, worker_index
     pruner = _pruner(spec)
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
-    recorded = study.user_attrs.get("identity")
+    recorded = check_job_identity(study.user_attrs, identity, section="identity", kind="sweep",
+                                  place=f"study {name!r} in this storage", error=SweepError,
+                                  remedy="use another --study-dir or study name, nothing was changed")
     if recorded is None:
         study.set_user_attr("identity", identity)
         if spec.is_study:
             for variant in spec.study.variants:
                 for seed in spec.study.seeds:
                     study.enqueue_trial({"variant": variant, "seed": seed})
-    elif recorded != identity:
-        changed = sorted(k for k in identity if recorded.get(k) != identity[k])
-        raise SweepError(f"study {name!r} in this storage was made by a different sweep (it differs "
-                         f"in: {', '.join(changed)}); use another --study-dir or study name, "
-                         f"nothing was changed")
     return study
 
 
