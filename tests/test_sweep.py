@@ -69,6 +69,9 @@ def test_sweep_selects_on_validation_then_tests_the_chosen_config_with_seeds(roo
     study = load_study(study_dir)
     trials = study.get_trials()
     assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
+    printed = capsys.readouterr().out  # the sweep's own lines; each run's epochs in its train.log
+    assert "trial 2: " in printed and "3/3 done" in printed and "epoch 1/" not in printed
+    assert "epoch 1/" in (study_dir / "trials" / "0000" / "train.log").read_text()
     for t in trials:  # every trial is an ordinary run folder holding its sampled values
         folder = study_dir / "trials" / f"{t.number:04d}"
         config = yaml.safe_load((folder / "config.yaml").read_text())

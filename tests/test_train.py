@@ -41,6 +41,9 @@ def read_metrics(run_dir):
 def test_train_selects_on_validation_and_writes_the_run_folder(root, tmp_path, capsys):
     assert run(root, tmp_path / "r", "train.epochs=3") == 0
     r = tmp_path / "r"
+    printed = capsys.readouterr()  # the epochs on standard output and in train.log, alike
+    assert "epoch 3/3" in printed.out and "epoch 3/3" in (r / "train.log").read_text()
+    assert printed.err == ""
     for name in ("config.yaml", "run.json", "metrics.jsonl", "train.log", "checkpoints/best.pt",
                  "checkpoints/last.pt", "predictions_valid.csv", "predictions_test.csv",
                  "report.md", "report.csv", "report.json", "confusion_matrix.png", "per_class_f1.png"):
@@ -424,7 +427,7 @@ def test_min_epochs_delays_the_stop(root, no_stop, tmp_path):
 
 
 def test_resume_stops_at_the_same_epoch_as_an_uninterrupted_run(root, tmp_path, monkeypatch):
-    from multiemo import train as train_cli
+    from multiemo.tracking import Tracker
 
     assert run(root, tmp_path / "a", *EARLY, "train.patience=3") == 0
     whole = read_metrics(tmp_path / "a")
@@ -457,7 +460,7 @@ def test_resume_stops_at_the_same_epoch_as_an_uninterrupted_run(root, tmp_path, 
         if record["epoch"] == stopped["epoch"]:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_cli.Tracker, "log_epoch", dying_log_epoch)
+    monkeypatch.setattr(Tracker, "log_epoch", dying_log_epoch)
     assert run(root, tmp_path / "c", *EARLY, "train.patience=3") == 130
     monkeypatch.undo()
     assert "stopped" not in json.loads((tmp_path / "c" / "run.json").read_text())
