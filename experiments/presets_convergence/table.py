@@ -10,14 +10,16 @@ import statistics
 import sys
 from pathlib import Path
 
+from multiemo.run import RunDir
+
 
 def seeds(folder: Path) -> list[dict]:
     runs = []
     for seed in sorted(folder.glob("seed-*")):
-        info = json.loads((seed / "run.json").read_text())
+        record = RunDir(seed).record()  # run.json of any version
         report = json.loads((seed / "report.json").read_text())
-        runs.append({"test": report["scores"]["weighted_f1"], "stopped": info["stopped"]["epoch"],
-                     "best": info["best_epoch"], "valid": 100 * info["valid_weighted_f1"]})
+        runs.append({"test": report["scores"]["weighted_f1"], "stopped": record.stopped.epoch,
+                     "best": record.best_epoch, "valid": 100 * record.valid_score})
     return runs
 
 
