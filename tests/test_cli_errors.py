@@ -21,6 +21,8 @@ CASES = {
     "export": ["export", NOWHERE, "--out", "RUN"],
     "predict": ["predict", "--model", NOWHERE, "--input", NOWHERE + ".csv", "--out", "RUN"],
     "import-official": ["import-official", "--dataset", "meld", "--src", NOWHERE, "--out", "RUN"],
+    "configs ls": ["configs", "ls", "data.root=x"],  # takes no overrides
+    "configs cp": ["configs", "cp", NOWHERE, "RUN/c.yaml"],
     "corpus stats": ["corpus", "stats", "--dataset", "meld", "--root", NOWHERE],
     "corpus build": ["corpus", "build", "--dataset", "meld", "--root", NOWHERE, "--out", "RUN/c.json"],
     "extract text": ["extract", "text", "--config", "configs/extract/meld_text_minilm.yaml",
