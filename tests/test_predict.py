@@ -146,6 +146,27 @@ def test_sharded_predict_merges_into_the_unsharded_result(trained, tmp_path, cap
     assert "another shard count" in capsys.readouterr().err
 
 
+def test_a_changed_input_or_a_damaged_job_file_is_refused_naming_it(trained, tmp_path, capsys):
+    """predict.json goes through the runner's identity check: a refusal names the record, the
+    field that differs and what to do; a damaged record is one line, on --merge too."""
+    source = write_csv(tmp_path / "in.csv", ROWS[7:9])
+    out = tmp_path / "pred"
+    args = ["predict", "--model", str(trained["model"]), "--input", str(source), "--out", str(out),
+            "--no-progress"]
+    assert cli(args) == 0
+    capsys.readouterr()
+    write_csv(source, ROWS[7:10])  # the same file name, other contents
+    assert cli(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{out / 'predict.json'}: made by a different " \
+        f"prediction job, with another input file (or the file changed) (input.sha256: " in err
+    assert err.endswith(f"write to another --out, or delete {out}")
+    (out / "predict.json").write_text("{")
+    assert cli([*args, "--merge"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{out / 'predict.json'}: not a readable job file" in err
+
+
 def test_text_only_model_ignores_media_and_says_so_once(trained, tmp_path, caplog):
     rows = [(*r[:4], f"{r[0]}_{r[1]}.wav") for r in ROWS[7:]]
     source = write_csv(tmp_path / "media.csv", rows, HEADER[:4] + ["audio"])
