@@ -276,13 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     from multiemo.errors import UserError
     from multiemo.logs import setup_logging
 
-    setup_logging()  # the one logging setup of every command (the library itself logs quietly)
     module, function = args.handler.split(":")
     try:
         if getattr(args, "config", None):  # a file, else a shipped config's name
             from multiemo.config_files import find_config
             args.config = str(find_config(args.config))
-        return int(getattr(importlib.import_module(module), function)(args) or 0)
+        handler = getattr(importlib.import_module(module), function)
+        setup_logging()  # the one logging setup of every command (the library logs quietly)
+        return int(handler(args) or 0)
     except UserError as err:
         print(f"multiemo {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -9,7 +9,9 @@ and the extract commands all log alike:
 - information (epochs, trials, progress notes) to standard output, warnings and errors to
   standard error, each line ``HH:MM:SS message`` (a warning says ``warning:``);
 - each line is written and flushed as it comes, so it shows at once when the output goes to a
-  file or a pipe.
+  file or a pipe;
+- Optuna, when the command has imported it (``multiemo sweep``), logs errors only: the sweep
+  prints its own line per trial.
 
 :func:`run_log` adds a run folder's ``train.log`` for the time a run trains in it; with
 ``echo=False`` (a sweep's trials) the run's information lines go to its ``train.log`` only,
@@ -77,11 +79,9 @@ def setup_logging(level: int = logging.INFO) -> None:
             logger.removeHandler(old)
         logger.addHandler(handler)
         logger.setLevel(level)
-    try:
-        import optuna  # our own line per trial; no Optuna line nor traceback per failed trial
-    except ImportError:  # pragma: no cover - a dependency
-        return
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    optuna = sys.modules.get("optuna")  # imported by the sweep's module only (never imported here)
+    if optuna is not None:  # our own line per trial; no Optuna line nor traceback per failed trial
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 @contextlib.contextmanager
