@@ -38,10 +38,17 @@ def model_name(model: str) -> str:
 
 
 class TextModel:
-    """Tokenizer + encoder + the inputs of a corpus: what extraction and fine-tuning share."""
+    """Tokenizer + encoder + the inputs of a corpus: what extraction and fine-tuning share.
 
-    def __init__(self, path: str, corpus: Corpus, cfg: Any,
-                 device: torch.device) -> None:
+    Args:
+        path: the encoder's hub id or local folder (:func:`resolve_model` of the config's ``model``).
+        corpus: every utterance of it gets its input (context window as the config says).
+        cfg: the extraction config (:class:`feature_extraction.text.TextExtractConfig`; its
+            ``pooling``, ``past``, ``future``, ``max_length``, ``speakers``, ``speaker_names``).
+        device: where the encoder runs.
+    """
+
+    def __init__(self, path: str, corpus: Corpus, cfg: Any, device: torch.device) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         self.path, self.cfg, self.device = path, cfg, device
