@@ -346,6 +346,19 @@ def test_a_store_where_every_vector_is_absent_is_warned_about(tmp_path, caplog):
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
+def test_report_off_prints_and_warns_nothing_and_the_caller_gets_the_counts(tmp_path, capfd, caplog):
+    """A caller whose work folder is temporary (Recognizer.predict) turns the report off: no
+    summary naming its files, no warning naming them; the summary object still has the counts."""
+    import logging
+    corpus = toy_corpus(1)
+    ext = ToyExtractor(absent={u.id for u in corpus.utterances()})
+    with caplog.at_level(logging.DEBUG):
+        summary = run_job(ext, corpus, tmp_path / "toy.safetensors", progress=False, report=False)
+    assert (summary.absent, summary.merged) == (7, tmp_path / "toy.safetensors")
+    assert capfd.readouterr() == ("", "")
+    assert not [r for r in caplog.records if "toy.safetensors" in r.getMessage()]
+
+
 def test_a_damaged_job_file_is_a_job_error_naming_it(tmp_path):
     corpus = toy_corpus(1)
     out = tmp_path / "toy.safetensors"
