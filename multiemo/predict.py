@@ -24,7 +24,10 @@ bar, summary), then the model runs over whole dialogues. Layout::
 Shard ``K/N`` takes the dialogues ``i % N == K`` (whole dialogues: the model and the text context
 need them; the runner's :func:`~feature_extraction.runner.shard_items`). ``predict.json`` is
 checked by the runner's :func:`~feature_extraction.runner.check_job_identity`, as an extraction's
-``job.json``. When the last shard finishes, it merges (or ``--merge`` does). A kill at any moment
+``job.json``; each shard's extraction is a runner job (chunks, failure log, resume). What is
+predict's own: a shard's ``predictions.jsonl`` (the model's rows for whole dialogues, with their
+notes, not one vector per item as in the runner's chunks) and the merge of those rows in input
+order. When the last shard finishes, it merges (or ``--merge`` does). A kill at any moment
 loses at most the batch in flight; a rerun skips finished shards and finished chunks, so labelling
 a million-utterance corpus on many machines is the same command as labelling one conversation.
 
