@@ -379,7 +379,8 @@ def check_job_identity(record: str | Path | Mapping[str, Any], identity: Mapping
     recorded = data.get(section) if section else data
     recorded = recorded if isinstance(recorded, dict) else {}
     keys = list(identity) + ([k for k in recorded if k not in identity] if section else [])
-    changed = [k for k in keys if _plain(recorded.get(k)) != _plain(identity.get(k))]
+    changed = [k for k in keys if recorded.get(k) != identity.get(k)  # fast on a million ids
+               and _plain(recorded.get(k)) != _plain(identity.get(k))]
     if changed:
         names = names or {}
         said = " and ".join(dict.fromkeys(names.get(k, f"another {k}") for k in changed))
