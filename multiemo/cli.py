@@ -4,9 +4,10 @@ Options are declared here (cheap: nothing heavy is imported); each command's han
 ``run_command(args)`` function, is imported only when that command runs, so ``multiemo report``
 never loads the extractors' libraries. ``key=value`` config overrides may stand anywhere on the
 line, before or after options (``multiemo train --config c.yaml data.root=x --run-dir r
-train.epochs=3``). One place turns the toolkit's user errors (:class:`multiemo.errors.UserError`)
-into a one-line message and exit code 2; argparse's own usage errors exit 2 too; anything else is
-a bug and keeps its traceback. Ctrl-C ends with exit code 130 and a line saying so.
+train.epochs=3``); every ``--config`` is a file or a shipped config's name (``--config meld``,
+:func:`multiemo.config_files.find_config`), resolved here once. One place turns the toolkit's
+user errors (:class:`multiemo.errors.UserError`) into a one-line message and exit code 2;
+argparse's own usage errors exit 2 too; anything else is a bug and keeps its traceback. Ctrl-C ends with exit code 130 and a line saying so.
 """
 
 from __future__ import annotations
