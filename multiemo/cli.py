@@ -7,7 +7,8 @@ line, before or after options (``multiemo train --config c.yaml data.root=x --ru
 train.epochs=3``); every ``--config`` is a file or a shipped config's name (``--config meld``,
 :func:`multiemo.config_files.find_config`), resolved here once. One place turns the toolkit's
 user errors (:class:`multiemo.errors.UserError`) into a one-line message and exit code 2;
-argparse's own usage errors exit 2 too; anything else is a bug and keeps its traceback. Ctrl-C ends with exit code 130 and a line saying so.
+argparse's own usage errors exit 2 too; anything else is a bug and keeps its traceback. Ctrl-C
+ends with exit code 130 and a line saying so.
 """
 
 from __future__ import annotations
