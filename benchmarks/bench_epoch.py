@@ -3,6 +3,9 @@
     python benchmarks/bench_epoch.py                   # ours, 3 epochs, CPU, 2 threads
     python benchmarks/bench_epoch.py --baseline        # also a released-style epoch, same machine
     python benchmarks/bench_epoch.py --device cuda     # on a GPU (bf16 autocast)
+    git worktree add /tmp/old 55f6d61                  # another version of the code, then:
+    python benchmarks/bench_epoch.py --compare /tmp/old --rounds 3 --epochs 2   # both, in turns
+    python benchmarks/bench_epoch.py --compare /tmp/old --batches 2             # quicker: 2 training batches
 
 Data: 1152 train+valid dialogues and 280 test dialogues whose lengths follow MELD's real
 distribution (13,708 utterances in all), text 768 / audio 512 / visual 1000, 7 classes, MELD's
@@ -10,6 +13,12 @@ class balance; the official MELD recipe (configs/meld.yaml: 2 MultiAttn layers, 
 all three losses). One epoch = training on the train split + scoring validation + scoring test,
 as the issue defines it. Peak memory is the process's peak resident set (CPU) or
 ``torch.cuda.max_memory_allocated`` (GPU).
+
+``--compare DIR`` times the checkout at DIR (its ``multiemo`` package and ``configs/meld.yaml``)
+beside this one on the same data: each round runs one process per version, in alternating
+order, each timing ``--epochs`` epochs after building its training; the table gives each
+version's best epoch and the ratio, so a slowdown of a few percent shows above the machine's
+drift.
 
 ``--baseline`` times the same epoch computed the way the released code computes it, for a
 same-machine comparison, with our modules' parameters: DialogueRNN stepping over every padded
@@ -26,6 +35,7 @@ losses and the metrics are ours.
 from __future__ import annotations
 
 import argparse
+import itertools
 import resource
 import sys
 import tempfile
@@ -134,8 +144,9 @@ def make_data(root: Path, seed: int = 0) -> None:
                           noise=2.0, seed=seed)
 
 
-def time_epochs(cfg: Config, epochs: int, fused_adam: bool = True) -> list[float]:
-    """Epoch times of the training that ``multiemo train`` builds (``multiemo.engine``)."""
+def time_epochs(cfg: Config, epochs: int, fused_adam: bool = True, batches: int = 0) -> list[float]:
+    """Epoch times of the training that ``multiemo train`` builds (``multiemo.engine``); with
+    ``batches`` > 0, of that many training batches only (a quick comparison)."""
     t = build_training(cfg)
     if not fused_adam:  # the released code's per-tensor Adam loop
         t.optimizer = torch.optim.Adam(t.model.parameters(), lr=cfg.train.lr,
@@ -146,13 +157,54 @@ def time_epochs(cfg: Config, epochs: int, fused_adam: bool = True) -> list[float
         if t.device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
-        run_epoch(t.model, t.criterion, loader(splits["train"], cfg.train.batch_size, epoch), t.device, t.amp, t.optimizer)
-        run_epoch(t.model, t.criterion, loader(splits["valid"], cfg.train.batch_size), t.device, t.amp)
-        run_epoch(t.model, t.criterion, loader(splits["test"], cfg.train.batch_size), t.device, t.amp)
+        train = loader(splits["train"], cfg.train.batch_size, epoch)
+        if batches:
+            train = list(itertools.islice(train, batches))
+        run_epoch(t.model, t.criterion, train, t.device, t.amp, t.optimizer)
+        if not batches:
+            run_epoch(t.model, t.criterion, loader(splits["valid"], cfg.train.batch_size), t.device, t.amp)
+            run_epoch(t.model, t.criterion, loader(splits["test"], cfg.train.batch_size), t.device, t.amp)
         if t.device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
     return times
+
+
+def _worker_times(checkout: Path, root: Path, args) -> list[float]:
+    """Epoch times of the code at ``checkout``, timed by this script in a process of its own."""
+    import json
+    import os
+    import subprocess
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--data", str(root),
+                           "--device", args.device, "--threads", str(args.threads), "--epochs", str(args.epochs),
+                           "--batches", str(args.batches)],
+                          cwd=checkout, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(root: Path, other: Path, args) -> int:
+    """This checkout against ``other``, in turns (see the module docstring)."""
+    here = Path(__file__).resolve().parent.parent
+    versions = {f"this checkout ({here})": here, f"--compare ({other})": other.resolve()}
+    times: dict[str, list[float]] = {name: [] for name in versions}
+    for r in range(args.rounds):
+        order = list(versions) if r % 2 == 0 else list(reversed(versions))
+        for name in order:
+            times[name] += _worker_times(versions[name], root, args)
+            print(f"round {r + 1}/{args.rounds}: {name}: {', '.join(f'{t:.2f}' for t in times[name][-args.epochs:])} s",
+                  flush=True)
+    what = f"{args.batches} training batches" if args.batches else "One MELD-shaped epoch"
+    print(f"\n{what}, device {args.device}, {args.threads} CPU threads, torch {torch.__version__}, "
+          f"{args.rounds} rounds × {args.epochs} epochs each\n")
+    print("| version | epoch times, s | best, s | median, s |")
+    print("| --- | --- | ---: | ---: |")
+    for name, ts in times.items():
+        print(f"| {name} | {', '.join(f'{t:.2f}' for t in ts)} | {min(ts):.2f} | {sorted(ts)[len(ts) // 2]:.2f} |")
+    mine, theirs = times.values()
+    print(f"\nthis / --compare: best {min(mine) / min(theirs):.3f}, median "
+          f"{sorted(mine)[len(mine) // 2] / sorted(theirs)[len(theirs) // 2]:.3f}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -161,16 +213,27 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--baseline", action="store_true", help="also time a released-style epoch")
+    parser.add_argument("--compare", metavar="DIR", help="also time the checkout at DIR, in turns with this one")
+    parser.add_argument("--rounds", type=int, default=3, help="--compare: rounds of one process per version")
+    parser.add_argument("--batches", type=int, default=0,
+                        help="time this many training batches per epoch only (0: the whole epoch)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # print epoch times as JSON
     parser.add_argument("--data", help="folder for the synthetic MELD-shaped data (default: temporary)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     root = Path(args.data or tempfile.mkdtemp(prefix="bench-epoch-"))
     if not (root / "corpus.json").is_file():
         make_data(root)
+    if args.compare:
+        return compare(root, Path(args.compare), args)
     cfg = load(Config, "configs/meld.yaml", [f"data.root={root}", f"runtime.device={args.device}",
                                             "data.validation=fraction"])  # the released split: no dev here
+    if args.worker:
+        import json
+        print(json.dumps(time_epochs(cfg, args.epochs, batches=args.batches)))
+        return 0
     rows = []
-    ours = time_epochs(cfg, args.epochs)
+    ours = time_epochs(cfg, args.epochs, batches=args.batches)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda")
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     rows.append(("MultiEMO (this toolkit)", ours, peak))
