@@ -189,10 +189,16 @@ def test_meld_text_only_has_no_recurrence_and_runs():
     assert model({"text": feats["text"]}, speaker, mask).logits.shape == (2, 4, 7)
 
 
-def test_reverse_within_length_is_an_involution():
-    x = torch.randn(3, 5, 2)
+def test_reverse_within_length_reverses_each_dialogue_and_is_an_involution():
     lengths = torch.tensor([5, 2, 4])
-    torch.testing.assert_close(reverse_within_length(reverse_within_length(x, lengths), lengths), x)
+    x = torch.arange(15.0).view(3, 5)
+    once = reverse_within_length(x, lengths)
+    # each dialogue's real utterances in reverse order; its padding where it was
+    assert once.tolist() == [[4, 3, 2, 1, 0], [6, 5, 7, 8, 9], [13, 12, 11, 10, 14]]
+    torch.testing.assert_close(reverse_within_length(once, lengths), x)
+    v = torch.randn(3, 5, 2)  # trailing feature dimensions move with their utterance
+    torch.testing.assert_close(reverse_within_length(v, lengths)[2, :4], v[2, :4].flip(0))
+    torch.testing.assert_close(reverse_within_length(reverse_within_length(v, lengths), lengths), v)
 
 
 @pytest.mark.parametrize("base", [MELD, IEMOCAP], ids=["meld", "iemocap"])
