@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from feature_extraction._text_finetune import _batches
-    from feature_extraction.text import TextExtractConfig, TextModel, resolve_model
+    from feature_extraction.text import TextExtractConfig, TextModel, length_batches, resolve_model
     from multiemo.config import build
     from multiemo.data.meld import read_meld
 
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         optimizer = torch.optim.AdamW(list(model.encoder.parameters()) + list(head.parameters()),
                                       lr=1e-5)
         model.encoder.train()
-        batches = _batches(train, 32, random.Random(0))[:args.finetune_batches]
+        batches = length_batches(train, 32, random.Random(0))[:args.finetune_batches]
         start = time.perf_counter()
         for batch in batches:
             logits = head(model.encode([train[i] for i in batch]))

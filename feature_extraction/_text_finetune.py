@@ -83,7 +83,7 @@ def validation_utterances(corpus: Corpus, rule: ValidationRule
     return train, valid, f"{len(splits['valid'])} dialogues ({rule.describe(corpus)})"
 
 
-def _batches(inputs: list[ModelInput], batch_size: int, rng: random.Random) -> list[list[int]]:
+def length_batches(inputs: list[ModelInput], batch_size: int, rng: random.Random) -> list[list[int]]:
     """Shuffled batches of similar lengths: shuffle, sort pools of 50 batches, shuffle batches."""
     order = list(range(len(inputs)))
     rng.shuffle(order)
@@ -143,7 +143,7 @@ def finetune(cfg: Any, corpus: Corpus, device: torch.device, folder: Path, *,
         epoch_start = time.monotonic()
         model.encoder.train()
         head.train()
-        total, batches = 0.0, _batches(train_inputs, ft.batch_size, rng)
+        total, batches = 0.0, length_batches(train_inputs, ft.batch_size, rng)
         bar = _bar(len(batches), f"fine-tune epoch {epoch}/{ft.epochs}", progress)
         for batch in batches:
             logits = head(model.encode([train_inputs[i] for i in batch]))  # (B, C)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from feature_extraction._jobs import job_settings
-from feature_extraction._text_finetune import ensure_finetuned
+from feature_extraction._text_finetune import ensure_finetuned, length_batches
 from feature_extraction._text_model import TextModel, model_name, resolve_model
 from feature_extraction.runner import (CorpusSource, check_splits, load_corpus, merge_job,
                                        resolve_device, run_job)
@@ -49,7 +49,7 @@ from multiemo.config import ConfigError, load, set_num_threads
 from multiemo.data.corpus import Corpus, Utterance
 
 __all__ = ["TextExtractConfig", "FinetuneConfig", "TextExtractor", "TextModel", "resolve_model",
-           "model_name", "extract_text", "run_command"]
+           "model_name", "length_batches", "extract_text", "run_command"]
 
 
 @dataclass(frozen=True)

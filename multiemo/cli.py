@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     """``key=value`` words apart from the rest, so they may stand anywhere on the line."""
     rest, overrides = [], []
     for word in argv:
@@ -257,7 +257,7 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    rest, overrides = _split_overrides(argv)
+    rest, overrides = split_overrides(argv)
     try:
         args = parser.parse_args(rest)
     except SystemExit as stop:  # --help (0) or a usage error (2)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from feature_extraction.runner import Absent
 from multiemo.config import ModelConfig
 from multiemo.data.corpus import Corpus, Dialogue, Utterance
 
@@ -210,3 +211,55 @@ def random_batch(B, U, lengths, num_speakers=3, seed=0):
     speaker = nn.functional.one_hot(torch.randint(0, num_speakers, (B, U), generator=g),
                                     num_speakers).float()  # (B, U, S)
     return feats, speaker * mask[..., None], mask
+
+
+# -- the batch-job runner's toy corpus and extractor -----------------------------------------------
+
+def runner_corpus(num_dialogues: int = 5, length: int = 7) -> Corpus:
+    dialogues = []
+    for d in range(num_dialogues):
+        split = ("train", "dev", "test")[d % 3]
+        utts = tuple(Utterance(id=f"d{d}_u{u}", speaker="AB"[u % 2], label=u % 3,
+                               text="x" * (1 + (d * 7 + u) % 11))
+                     for u in range(length))
+        dialogues.append(Dialogue(f"d{d}", split, utts))
+    return Corpus("toy", ("a", "b", "c"), tuple(dialogues))
+
+
+def vector_of(utt: Utterance) -> np.ndarray:
+    seed = sum(map(ord, utt.id))
+    return np.random.default_rng(seed).standard_normal(4).astype(np.float32)
+
+
+class ToyExtractor:
+    """The runner's toy extractor (tests/test_runner.py): Vectors from the id; ``absent`` ids have no vector, ``broken`` ids make the batch raise."""
+
+    name = "toy"
+
+    def __init__(self, batch_size: int = 4, absent=(), broken=(), returned_errors=(),
+                 setting: int = 1) -> None:
+        self.batch_size = batch_size
+        self.absent, self.broken, self.returned_errors = set(absent), set(broken), set(returned_errors)
+        self.setting = setting
+        self.calls: list[list[str]] = []
+        self.device = None
+
+    def info(self) -> dict:
+        return {"setting": self.setting, "dim": 4}
+
+    def setup(self, device) -> None:
+        self.device = device
+
+    def extract(self, items):
+        self.calls.append([u.id for u in items])
+        if any(u.id in self.broken for u in items):
+            raise RuntimeError("unreadable clip")
+        out = []
+        for u in items:
+            if u.id in self.absent:
+                out.append(Absent("no face"))
+            elif u.id in self.returned_errors:
+                out.append(ValueError("bad sample rate"))
+            else:
+                out.append(vector_of(u))
+        return out

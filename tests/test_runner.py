@@ -18,55 +18,7 @@ from multiemo.data.corpus import Corpus, Dialogue, Utterance
 from multiemo.data.store import FeatureStore
 from multiemo.errors import UserError
 
-
-def toy_corpus(num_dialogues: int = 5, length: int = 7) -> Corpus:
-    dialogues = []
-    for d in range(num_dialogues):
-        split = ("train", "dev", "test")[d % 3]
-        utts = tuple(Utterance(id=f"d{d}_u{u}", speaker="AB"[u % 2], label=u % 3,
-                               text="x" * (1 + (d * 7 + u) % 11))
-                     for u in range(length))
-        dialogues.append(Dialogue(f"d{d}", split, utts))
-    return Corpus("toy", ("a", "b", "c"), tuple(dialogues))
-
-
-def vector_of(utt: Utterance) -> np.ndarray:
-    seed = sum(map(ord, utt.id))
-    return np.random.default_rng(seed).standard_normal(4).astype(np.float32)
-
-
-class ToyExtractor:
-    """Vectors from the id; ``absent`` ids have no vector, ``broken`` ids make the batch raise."""
-
-    name = "toy"
-
-    def __init__(self, batch_size: int = 4, absent=(), broken=(), returned_errors=(),
-                 setting: int = 1) -> None:
-        self.batch_size = batch_size
-        self.absent, self.broken, self.returned_errors = set(absent), set(broken), set(returned_errors)
-        self.setting = setting
-        self.calls: list[list[str]] = []
-        self.device = None
-
-    def info(self) -> dict:
-        return {"setting": self.setting, "dim": 4}
-
-    def setup(self, device) -> None:
-        self.device = device
-
-    def extract(self, items):
-        self.calls.append([u.id for u in items])
-        if any(u.id in self.broken for u in items):
-            raise RuntimeError("unreadable clip")
-        out = []
-        for u in items:
-            if u.id in self.absent:
-                out.append(Absent("no face"))
-            elif u.id in self.returned_errors:
-                out.append(ValueError("bad sample rate"))
-            else:
-                out.append(vector_of(u))
-        return out
+from builders import ToyExtractor, runner_corpus as toy_corpus, vector_of
 
 
 def all_ids(corpus: Corpus) -> list[str]:
@@ -183,7 +135,7 @@ def test_hard_kill_leaves_only_whole_chunks(tmp_path):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_runner import ToyExtractor
+        from builders import ToyExtractor
         from feature_extraction.runner import run_job
         from multiemo.data.corpus import Corpus
         class Killed(ToyExtractor):
@@ -248,8 +200,8 @@ def test_progress_and_summary_go_to_stderr(tmp_path, capsys):
 
 
 def test_cli_helpers(tmp_path):
-    from multiemo.cli import _split_overrides, build_parser
-    rest, overrides = _split_overrides(["extract", "audio", "--config", "c.yaml", "a=1", "--shard",
+    from multiemo.cli import build_parser, split_overrides
+    rest, overrides = split_overrides(["extract", "audio", "--config", "c.yaml", "a=1", "--shard",
                                         "1/2", "b.c=x"])
     args = build_parser().parse_args(rest)
     assert overrides == ["a=1", "b.c=x"] and args.shard == (1, 2) and not args.merge
