@@ -42,7 +42,7 @@ from multiemo.errors import UserError
 from multiemo.losses import MultiEMOLoss, build_loss
 from multiemo.losses.objective import LOSS_TERMS
 from multiemo.metrics import classification_scores
-from multiemo.model import MultiEMO, build_model, count_parameters
+from multiemo.model import MultiEMO, build_model, components_of, count_parameters
 from multiemo.logs import run_log
 from multiemo.run import Resume, RunDir, RunError, ScoredFrom, Stopped
 
@@ -181,6 +181,7 @@ def build_training(cfg: Config, data: Prepared | DataCache | None = None) -> Tra
     model = build_model(cfg.model).to(device)
     counts = prepared.dataset("train").class_counts(cfg.model.num_classes)
     criterion = build_loss(cfg.loss, counts).to(device)
+    _warn_if_hgr_unbounded(cfg)
     # the fused kernel: the same Adam update, several times faster than the per-tensor loop
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr,
                                  weight_decay=cfg.train.weight_decay, fused=True)
@@ -284,6 +285,22 @@ def _patience_spent(train_cfg, epoch: int, best_epoch: int) -> bool:
     sooner than ``train.min_epochs``, and only before ``train.epochs`` (which stops anyway)."""
     return (train_cfg.patience > 0 and train_cfg.min_epochs <= epoch < train_cfg.epochs
             and epoch - best_epoch >= train_cfg.patience)
+
+
+
+def _warn_if_hgr_unbounded(cfg: Config) -> None:
+    """The released Soft-HGR (docs/method.md §3.2) is not bounded below. MultiAttn's outputs are
+    layer-normalised and DialogueRNN's are GRU states, so it levels off; concatenation hands it
+    a modality's bare linear projection when that modality has no context encoder, and there it
+    can fall without end while cross-entropy stalls (measured: experiments/model_components)."""
+    components = components_of(cfg.model)
+    bare = [m for m, name in components["context"].items() if name == "none"]
+    if (components["fusion"] == "concat" and cfg.loss.hgr_weight > 0 and cfg.loss.hgr_variant == "official"
+            and len(cfg.model.modalities) > 1 and bare):
+        log.warning("concat fusion with the released Soft-HGR (loss.hgr_weight=%g) on unnormalised %s "
+                    "vectors: the term is not bounded below and can swamp cross-entropy (on the demo's "
+                    "synthetic corpus it fell to -51 and the model learned little); watch 'hgr' in the "
+                    "epoch lines, or set loss.hgr_weight=0", cfg.loss.hgr_weight, "/".join(bare))
 
 
 def fit(t: Training, run: RunDir, resume: bool = False,

@@ -278,6 +278,22 @@ def test_train_with_chosen_components_records_them(root, tmp_path, overrides, co
     assert info["num_parameters"] == count_parameters(build_model(cfg.model))
 
 
+@pytest.mark.parametrize("overrides,warned", [
+    (["model.fusion=concat"], True),                                 # text has no context encoder
+    (["model.fusion=concat", "loss.hgr_weight=0", "loss.ce_weight=0.7"], False),
+    (["model.fusion=concat", "model.context=dialoguernn"], False),   # every input bounded
+    ([], False),                                                     # MultiAttn normalises
+])
+def test_concat_fusion_on_bare_projections_warns_about_the_unbounded_soft_hgr(root, tmp_path, capsys,
+                                                                            overrides, warned):
+    assert cli(["train", "--config", "configs/meld.yaml", "--run-dir", str(tmp_path / "run"),
+                f"data.root={root}", *SMALL, "train.epochs=1", *overrides]) == 0
+    err = capsys.readouterr().err
+    assert ("concat fusion with the released Soft-HGR" in err) == warned, err
+    if warned:
+        assert "unnormalised text vectors" in err and "loss.hgr_weight=0" in err
+
+
 # -- written before the components: state_dicts and a model folder of 55f6d61 -------------------
 
 OLD = Path(__file__).resolve().parent / "data" / "old_55f6d61"  # made by its make.py
