@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -493,15 +494,23 @@ def opened_run(cfg: Config, run_dir: str | Path, *, resume: bool = False,
     ``train.log`` written (:func:`multiemo.logs.run_log`; ``echo=False`` keeps its lines off the
     console), threads and determinism set, the training built (``data`` reuses already loaded
     stores) and ``config.yaml``/``run.json`` written, the ``overrides`` recorded.
-    ``multiemo train`` and a sweep trial both start here."""
+    ``multiemo train`` and a sweep trial both start here. A folder this call made is removed
+    again when the training cannot be built (a missing corpus, a store that does not fit): a
+    failed start leaves nothing behind."""
     run = RunDir(run_dir)
-    with run.locked(), run_log(run.log, echo), runtime(cfg):
-        t = build_training(cfg, data)
-        start_run(t, run, resume, overrides or [])
-        log.info("MultiEMO on %s: %s parameters (all used in the forward pass); modalities %s; "
-                 "device %s%s", cfg.dataset, f"{run.record().num_parameters:,}",
-                 ",".join(cfg.model.modalities), t.device, " (bf16 autocast)" if t.amp else "")
-        yield run, t
+    made_here = not run.path.exists()
+    try:
+        with run.locked(), run_log(run.log, echo), runtime(cfg):
+            t = build_training(cfg, data)
+            start_run(t, run, resume, overrides or [])
+            log.info("MultiEMO on %s: %s parameters (all used in the forward pass); modalities %s; "
+                     "device %s%s", cfg.dataset, f"{run.record().num_parameters:,}",
+                     ",".join(cfg.model.modalities), t.device, " (bf16 autocast)" if t.amp else "")
+            yield run, t
+    except BaseException:
+        if made_here and not run.has_record():
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
 
 
 def _write_config(cfg: Config, run: RunDir) -> None:

@@ -488,3 +488,17 @@ def test_bad_early_stopping_values_are_one_line(root, tmp_path, capsys, override
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_that_cannot_start_leaves_no_folder_and_keeps_a_users_folder(tmp_path, capsys):
+    """A missing corpus is one line, exit 2; the run folder the command made is gone again (no
+    lock file or empty log to puzzle over), while a folder that was there before stays."""
+    config = ["--config", "configs/meld.yaml", f"data.root={tmp_path / 'nowhere'}"]
+    run = tmp_path / "run"
+    assert cli(["train", "--run-dir", str(run), *config]) == 2
+    assert "corpus.json does not exist" in capsys.readouterr().err
+    assert not run.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert cli(["train", "--run-dir", str(mine), *config]) == 2
+    assert mine.is_dir()
