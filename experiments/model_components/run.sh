@@ -27,7 +27,7 @@ multiemo sweep --config configs/studies/context_meld_text.yaml --study-dir "$STU
   data.root="$DATA" data.text=features/text_frozen_p0.safetensors runtime.num_threads="$THREADS"
 
 test -f "$DEMO/data/corpus.json" || multiemo demo --media --out "$DEMO"
-dims() {  # the demo's feature sizes and model (its configs/train.yaml), at the study's recipe
+dims() {  # the demo's feature sizes (384-d text: multiemo[minilm] installed) and model sizes (its configs/train.yaml)
   echo dataset=demo-media data.root="$DEMO/data" model.text_dim=384 model.audio_dim=88 model.visual_dim=32 \
     model.num_classes=4 model.num_speakers=3 model.model_dim=32 model.hidden_dim=64 model.num_layers=1 \
     model.mlp_hidden=64 train.batch_size=8 train.lr=2e-3 train.epochs=100 train.patience=15 \
