@@ -12,7 +12,7 @@ from typing import Any, Callable, Literal, TypeVar
 from feature_extraction.media import MediaError
 from feature_extraction.runner import (Absent, CorpusSource, check_splits, load_corpus, merge_job,
                                        run_job)
-from multiemo.config import ConfigError, load, set_num_threads, to_dict
+from multiemo.config import ConfigError, check_open_unit, load, set_num_threads, to_dict
 from multiemo.data.corpus import Corpus
 from multiemo.data.splits import SplitError, ValidationRule
 
@@ -72,8 +72,7 @@ class ProjectionConfig:
     def __post_init__(self) -> None:
         if self.dim < 0:
             raise ValueError(f"projection.dim must be >= 0 (0: no projection), got {self.dim}")
-        if not 0.0 < self.valid_fraction < 1.0:
-            raise ValueError(f"projection.valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        check_open_unit(self, "projection", ("valid_fraction",))
 
 
 def media_root_of(source: CorpusSource) -> str | None:

@@ -45,7 +45,7 @@ from feature_extraction._text_finetune import ensure_finetuned, length_batches
 from feature_extraction._text_model import TextModel, model_name, resolve_model
 from feature_extraction.runner import (CorpusSource, check_splits, load_corpus, merge_job,
                                        resolve_device, run_job)
-from multiemo.config import ConfigError, load, set_num_threads
+from multiemo.config import ConfigError, check_open_unit, load, set_num_threads
 from multiemo.data.corpus import Corpus, Utterance
 
 __all__ = ["TextExtractConfig", "FinetuneConfig", "TextExtractor", "TextModel", "resolve_model",
@@ -101,8 +101,7 @@ class TextExtractConfig:
             raise ValueError(f"past and future must be >= 0, got {self.past}, {self.future}")
         if self.max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
-        if not 0.0 < self.valid_fraction < 1.0:
-            raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        check_open_unit(self, "", ("valid_fraction",))
 
     @property
     def finetuned_path(self) -> Path:

@@ -45,7 +45,7 @@ from multiemo.errors import UserError
 __all__ = ["ConfigError", "build", "load", "read_yaml", "to_dict", "parse_overrides", "set_dotted",
            "get_dotted", "resolve_path", "Config",
            "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RuntimeConfig", "MODALITIES",
-           "resolve_device", "set_num_threads", "default_threads"]
+           "resolve_device", "set_num_threads", "default_threads", "check_open_unit"]
 
 T = TypeVar("T")
 
@@ -182,6 +182,16 @@ def _at_least(block: Any, prefix: str, names: tuple[str, ...], low: int) -> None
             raise ValueError(f"{prefix}.{name} must be {what}, got {value}")
 
 
+def check_open_unit(block: Any, prefix: str, names: tuple[str, ...]) -> None:
+    """Each field of ``names`` is in (0, 1) (a ValueError naming the key otherwise; ``prefix``
+    is the block's key, empty for a top-level field). Shared by every config with a
+    ``valid_fraction`` (training, text extraction, projections)."""
+    for name in names:
+        value = getattr(block, name)
+        if not 0.0 < value < 1.0:  # `not`: a NaN fails too
+            raise ValueError(f"{prefix + '.' if prefix else ''}{name} must be in (0, 1), got {value}")
+
+
 def _positive(block: Any, prefix: str, names: tuple[str, ...]) -> None:
     for name in names:
         value = getattr(block, name)
@@ -218,8 +228,7 @@ class DataConfig:
     missing: Literal["error", "absent"] = "error"  # an utterance with no row in a store
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.valid_fraction < 1.0:
-            raise ValueError(f"data.valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        check_open_unit(self, "data", ("valid_fraction",))
         _at_least(self, "data", ("valid_seed",), 0)
 
 
@@ -320,8 +329,7 @@ class TrainConfig:
         _positive(self, "train", ("lr",))
         _at_least(self, "train", ("patience", "min_epochs", "weight_decay", "plateau_patience",
                                   "plateau_threshold"), 0)
-        if not 0.0 < self.plateau_factor < 1.0:
-            raise ValueError(f"train.plateau_factor must be in (0, 1), got {self.plateau_factor}")
+        check_open_unit(self, "train", ("plateau_factor",))
         if not 0 <= self.seed <= SEED_MAX:
             raise ValueError(f"train.seed must be in [0, {SEED_MAX}], got {self.seed}")
         if self.min_epochs > self.epochs:

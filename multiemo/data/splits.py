@@ -43,6 +43,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from multiemo.config import check_open_unit
 from multiemo.data.corpus import Corpus, Dialogue
 from multiemo.errors import UserError
 
@@ -76,8 +77,10 @@ class ValidationRule:
     def __post_init__(self) -> None:
         if self.validation not in SCHEMES:
             raise SplitError(f"unknown validation scheme {self.validation!r} ({', '.join(SCHEMES)})")
-        if not 0.0 < self.valid_fraction < 1.0:
-            raise SplitError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        try:
+            check_open_unit(self, "", ("valid_fraction",))
+        except ValueError as err:
+            raise SplitError(str(err)) from None
 
     @classmethod
     def of(cls, cfg: Any) -> "ValidationRule":
