@@ -275,7 +275,7 @@ class ModelConfig:
             raise ValueError(f"model.model_dim={self.model_dim} is not divisible by "
                              f"model.num_heads={self.num_heads}")
         _at_least(self, "model", ("context_layers",), 1)
-        from multiemo.model import components  # the names live beside their builders
+        from multiemo import components  # the names live beside their builders (no torch)
         components.resolve_context(self.modalities, self.context, self.text_context)
         components.resolve_fusion(self.fusion, self.multiattn)
         components.check_name("model.classifier", self.classifier, components.CLASSIFIERS)

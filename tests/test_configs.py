@@ -1,5 +1,7 @@
 """Every shipped YAML loads into its dataclass, and the training presets build the paper's model."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -237,3 +239,13 @@ def test_a_wheel_carries_every_shipped_config(tmp_path):
     shipped = {f"multiemo/configs/{p.relative_to(CONFIGS).as_posix()}" for p in CONFIGS.rglob("*.yaml")}
     assert shipped <= inside
     assert "multiemo/config_files.py" in inside and "feature_extraction/text.py" in inside
+
+
+def test_building_a_config_imports_no_torch():
+    """The component names a ModelConfig checks live outside multiemo.model: loading a config
+    (a report, a sweep's space check, `configs ls`) does not pay torch's import."""
+    code = ("import sys; from multiemo.config import Config, build; "
+            "build(Config, {'model': {'context': 'transformer', 'fusion': 'concat'}}); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,6 +1,6 @@
 """MultiEMO: per-modality projection and context, fusion, classifier (docs/method.md §2).
 
-The network is assembled from named components (:mod:`multiemo.model.components`); the
+The network is assembled from named components (:mod:`multiemo.components`); the
 default assembly (DialogueRNN context, MultiAttn fusion, MLP classifier) is the released model.
 
 Only modules that take part in the forward pass are built (the released model also builds a text
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from multiemo.config import ModelConfig
-from multiemo.model.components import (CLASSIFIERS, CONTEXT_ENCODERS, FUSIONS, NO_CONTEXT, resolve_context,
+from multiemo.components import (CLASSIFIERS, CONTEXT_ENCODERS, FUSIONS, NO_CONTEXT, resolve_context,
                                        resolve_fusion)
 from multiemo.model.packing import Packing
 
@@ -127,7 +127,7 @@ def multiemo(*, modalities: tuple[str, ...], input_dims: dict[str, int], context
              hidden_dim: int = 1024, num_layers: int = 2, context_layers: int = 1, mlp_hidden: int = 512,
              num_classes: int = 7, bidirectional_context: bool = False, dropout: float = 0.0,
              dropout_rec: float = 0.0) -> MultiEMO:
-    """Assemble a MultiEMO from named components (:mod:`multiemo.model.components`).
+    """Assemble a MultiEMO from named components (:mod:`multiemo.components`).
 
     Args:
         modalities: a non-empty subset of ("text", "audio", "visual"), in that order.

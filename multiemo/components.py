@@ -19,6 +19,10 @@ one kind takes the same arguments (it may ignore some), so :func:`multiemo.model
 can call any of them. No config object reaches a builder or a module. A new variant is one
 module file, one builder + one line in its dict here, and the config value that names it.
 
+This module sits outside :mod:`multiemo.model` and imports no torch: :class:`~multiemo.config.ModelConfig`
+checks the names here whenever a config is built, so each builder imports its module when it is
+called.
+
 The interfaces a module of each kind has:
 
 - context encoder: ``forward(u (B, U, D), speaker (B, U), lengths (B,)) -> (B, U, D)``, zeros
@@ -31,15 +35,16 @@ The interfaces a module of each kind has:
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
-from torch import nn
+if TYPE_CHECKING:  # the builders import their module when called: the config reads the names
+    from torch import nn  # here, and building a config must not import torch
 
-from multiemo.model.classifier import EmotionClassifier
-from multiemo.model.concat import ConcatFusion
-from multiemo.model.dialoguernn import ContextEncoder
-from multiemo.model.multiattn import MultiAttn
-from multiemo.model.transformer_context import TransformerContext
+    from multiemo.model.classifier import EmotionClassifier
+    from multiemo.model.concat import ConcatFusion
+    from multiemo.model.dialoguernn import ContextEncoder
+    from multiemo.model.multiattn import MultiAttn
+    from multiemo.model.transformer_context import TransformerContext
 
 __all__ = ["CONTEXT_ENCODERS", "NO_CONTEXT", "FUSIONS", "CLASSIFIERS", "resolve_context", "resolve_fusion",
            "check_name"]
@@ -50,18 +55,20 @@ __all__ = ["CONTEXT_ENCODERS", "NO_CONTEXT", "FUSIONS", "CLASSIFIERS", "resolve_
 def dialoguernn_context(*, dim: int, num_heads: int, num_layers: int, hidden_dim: int,
                         bidirectional: bool, dropout: float, dropout_rec: float) -> ContextEncoder:
     """DialogueRNN, one way or both (docs/method.md §2.1); heads, layers and hidden size unused."""
+    from multiemo.model.dialoguernn import ContextEncoder
     return ContextEncoder(dim, bidirectional, dropout, dropout_rec)
 
 
 def transformer_context(*, dim: int, num_heads: int, num_layers: int, hidden_dim: int,
                         bidirectional: bool, dropout: float, dropout_rec: float) -> TransformerContext:
     """Speaker-aware Transformer, causal unless ``bidirectional``; ``dropout_rec`` unused."""
+    from multiemo.model.transformer_context import TransformerContext
     return TransformerContext(dim, num_heads, num_layers, hidden_dim, causal=not bidirectional,
                               dropout=dropout)
 
 
 NO_CONTEXT = "none"
-CONTEXT_ENCODERS: dict[str, Callable[..., nn.Module]] = {
+CONTEXT_ENCODERS: dict[str, Callable[..., "nn.Module"]] = {
     "dialoguernn": dialoguernn_context,
     "transformer": transformer_context,
 }
@@ -72,16 +79,18 @@ CONTEXT_ENCODERS: dict[str, Callable[..., nn.Module]] = {
 def multiattn_fusion(*, modalities: tuple[str, ...], dim: int, num_heads: int, hidden_dim: int,
                      num_layers: int, dropout: float) -> MultiAttn:
     """MultiAttn cross-attention stacks (docs/method.md §2.2)."""
+    from multiemo.model.multiattn import MultiAttn
     return MultiAttn(modalities, dim, num_heads, hidden_dim, num_layers, dropout)
 
 
 def concat_fusion(*, modalities: tuple[str, ...], dim: int, num_heads: int, hidden_dim: int,
                   num_layers: int, dropout: float) -> ConcatFusion:
     """Plain concatenation, the "w/o MultiAttn" ablation; no parameters."""
+    from multiemo.model.concat import ConcatFusion
     return ConcatFusion(modalities)
 
 
-FUSIONS: dict[str, Callable[..., nn.Module]] = {
+FUSIONS: dict[str, Callable[..., "nn.Module"]] = {
     "multiattn": multiattn_fusion,
     "concat": concat_fusion,
 }
@@ -92,10 +101,11 @@ FUSIONS: dict[str, Callable[..., nn.Module]] = {
 def mlp_classifier(*, in_dim: int, dim: int, hidden_dim: int, num_classes: int,
                    dropout: float) -> EmotionClassifier:
     """Linear fusion layer then an MLP (docs/method.md §2.3)."""
+    from multiemo.model.classifier import EmotionClassifier
     return EmotionClassifier(in_dim, dim, hidden_dim, num_classes, dropout)
 
 
-CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
+CLASSIFIERS: dict[str, Callable[..., "nn.Module"]] = {
     "mlp": mlp_classifier,
 }
 
