@@ -45,7 +45,7 @@ from multiemo.errors import UserError
 __all__ = ["ConfigError", "build", "load", "read_yaml", "to_dict", "parse_overrides", "set_dotted",
            "get_dotted", "resolve_path", "Config",
            "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RuntimeConfig", "MODALITIES",
-           "resolve_device", "set_num_threads", "default_threads", "check_open_unit"]
+           "resolve_device", "set_num_threads", "default_threads", "check_open_unit", "plain_data"]
 
 T = TypeVar("T")
 
@@ -157,17 +157,20 @@ def load(cls: type[T], path: str | Path | None, overrides: list[str] | None = No
     return build(cls, read_yaml(path), overrides, str(path))
 
 
+def plain_data(x: Any) -> Any:
+    """``x`` as YAML and JSON hold it: dataclasses become dicts, tuples lists, recursively."""
+    if dataclasses.is_dataclass(x):
+        return {f.name: plain_data(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    if isinstance(x, (list, tuple)):
+        return [plain_data(v) for v in x]
+    if isinstance(x, dict):
+        return {k: plain_data(v) for k, v in x.items()}
+    return x
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A plain, YAML-friendly dict of a config dataclass (tuples become lists)."""
-    def plain(x: Any) -> Any:
-        if dataclasses.is_dataclass(x):
-            return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
-        if isinstance(x, (list, tuple)):
-            return [plain(v) for v in x]
-        if isinstance(x, dict):
-            return {k: plain(v) for k, v in x.items()}
-        return x
-    return plain(cfg)
+    return plain_data(cfg)
 
 
 SEED_MAX = 2**32 - 1  # torch and numpy take seeds in [0, 2**32 - 1]

@@ -59,6 +59,7 @@ import typing
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
+from multiemo.config import plain_data
 from multiemo.data.atomic import atomic_write_text
 from multiemo.errors import UserError
 
@@ -180,7 +181,7 @@ class RunRecord(_Typed):
                     raise TypeError("run.json field 'valid_score' needs select_metric (its key is "
                                     "valid_<select_metric>)")
                 name = self.valid_key
-            out[name] = _plain(value)
+            out[name] = plain_data(value)
         return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
 
     @classmethod
@@ -280,17 +281,6 @@ def _checked(key: str, hint: Any, value: Any) -> Any:
     if isinstance(value, hint):
         return value
     raise TypeError(f"run.json field {key!r}: expected {hint.__name__}, got {value!r}")
-
-
-def _plain(value: Any) -> Any:
-    """A field's value as JSON holds it."""
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 # -- the folder ----------------------------------------------------------------------------------
