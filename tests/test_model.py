@@ -122,7 +122,7 @@ def test_dialoguernn_backward_with_recurrent_dropout_matches_finite_differences(
 def test_attention_matches_torch_multihead_attention_per_dialogue():
     """Our packed, masked cross-attention against ``torch.nn.MultiheadAttention`` run on each
     dialogue alone with a key padding mask: values and gradients."""
-    from multiemo.model.attention import MultiHeadAttention, Packing, project_keys_values
+    from multiemo.model.attention import MultiHeadAttention, Packing
 
     torch.manual_seed(0)
     D, H = 8, 2
@@ -140,7 +140,7 @@ def test_attention_matches_torch_multihead_attention_per_dialogue():
     packing = Packing(mask)
     query = torch.randn(sum(lengths), D, dtype=torch.float64, requires_grad=True)
     key_value = torch.randn(sum(lengths), D, dtype=torch.float64, requires_grad=True)
-    out = ours(query, project_keys_values([ours], key_value, packing)[0], packing.keys(keys, H), packing)
+    out = ours(query, MultiHeadAttention.project_keys_values([ours], key_value, packing)[0], packing.keys(keys, H), packing)
     expected, start = [], 0
     for b, n in enumerate(lengths):
         q, kv = query[start:start + n][None], key_value[start:start + n][None]
@@ -161,7 +161,7 @@ def test_attention_matches_torch_multihead_attention_per_dialogue():
 def test_multiattn_gives_each_attention_its_own_keys_and_values():
     """MultiAttn projects the keys and values of all attentions reading a modality at once; each
     must still get exactly its own, as if it projected them alone."""
-    from multiemo.model.attention import Packing, project_keys_values
+    from multiemo.model.attention import MultiHeadAttention, Packing
     from multiemo.model.multiattn import MultiAttn
 
     torch.manual_seed(0)
@@ -176,7 +176,7 @@ def test_multiattn_gives_each_attention_its_own_keys_and_values():
         others = [o for o in mods if o != m]
         x = uni[m]
         for layer in fusion.stacks[m]:
-            alone = [project_keys_values([attn], uni[o], packing)[0] for attn, o in zip(layer.cross, others)]
+            alone = [MultiHeadAttention.project_keys_values([attn], uni[o], packing)[0] for attn, o in zip(layer.cross, others)]
             x = layer(x, alone, [keys[o] for o in others], packing)
         torch.testing.assert_close(fused[m], x, rtol=1e-12, atol=1e-12)
 

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from multiemo.model.packing import AttentionKeys, AttentionRows, Packing  # noqa: F401 (imported from here before)
 
-__all__ = ["Packing", "AttentionRows", "AttentionKeys", "MultiHeadAttention", "project_keys_values", "FeedForward", "MultiAttnLayer"]
+__all__ = ["Packing", "AttentionRows", "AttentionKeys", "MultiHeadAttention", "FeedForward", "MultiAttnLayer"]
 
 
 class MultiHeadAttention(nn.Module):
@@ -86,12 +86,6 @@ class MultiHeadAttention(nn.Module):
         if keys.rows is not None:
             out = out * keys.rows.to(out.dtype)
         return self.out_proj(out)  # (N, D)
-
-
-def project_keys_values(attentions: Sequence[MultiHeadAttention], key_value: Tensor,
-                        packing: Packing) -> list[tuple[Tensor, Tensor]]:
-    """:meth:`MultiHeadAttention.project_keys_values` (kept under its earlier name)."""
-    return MultiHeadAttention.project_keys_values(attentions, key_value, packing)
 
 
 class FeedForward(nn.Module):
