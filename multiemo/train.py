@@ -23,7 +23,7 @@ import json
 import logging
 from pathlib import Path
 
-from multiemo.config import SEED_MAX, Config, ConfigError, load, to_dict
+from multiemo.config import SEED_MAX, Config, ConfigError, build, load, read_yaml, to_dict
 from multiemo.engine import DataCache, Prepared, fit, opened_run, test
 from multiemo.run import RunDir, RunError, SeedRuns
 from multiemo.tracking import Tracker
@@ -123,16 +123,20 @@ def train_seeds(cfg: Config, run_dir: Path, seeds: list[int], resume: bool = Fal
 _SHAPELESS = ("dropout", "dropout_rec")
 
 
-def _refuse_new_shapes(saved: Config, now: Config, run: RunDir) -> None:
-    """A resume whose overrides change the model (its sizes, modalities, context encoders) cannot
-    load the checkpoint: refuse it, naming the overrides, before anything is touched."""
-    before, after = to_dict(saved.model), to_dict(now.model)
+def _resume_config(run: RunDir, overrides: list[str]) -> Config:
+    """The config ``run`` was started with, ``overrides`` applied. A resume whose overrides change
+    the model (its sizes, modalities, context encoders) cannot load the checkpoint: refuse it,
+    naming the overrides, before anything is touched."""
+    saved = read_yaml(run.config)
+    now = build(Config, saved, overrides, str(run.config))
+    before, after = to_dict(build(Config, saved, None, str(run.config)).model), to_dict(now.model)
     changed = [f"model.{key}={after[key]} (was {before[key]})" for key in after
                if key not in _SHAPELESS and after[key] != before[key]]
     if changed:
         raise RunError(f"--resume {run.path}: {', '.join(changed)} would change the model's shapes, "
                        f"and its checkpoints hold the weights of the model it was started with; "
                        f"start a new run with --run-dir instead")
+    return now
 
 
 def run_command(args) -> int:
@@ -147,16 +151,14 @@ def run_command(args) -> int:
         if runs.exists():  # a multi-seed parent: its config is in the first seed's folder
             seeds = list(runs.seeds())
             first = runs.run(seeds[0]).require()
-            cfg = load(Config, first.config, args.overrides)
-            _refuse_new_shapes(load(Config, first.config), cfg, first)
+            cfg = _resume_config(first, args.overrides)
             train_seeds(cfg, run_dir, seeds, resume=True, overrides=args.overrides)
             return 0
         run = RunDir(run_dir).require()
         if not run.last.is_file():
             raise RunError(f"{run.last} does not exist: the run never finished an epoch; start it "
                            f"again with --run-dir (after removing {run.path})")
-        cfg = load(Config, run.config, args.overrides)
-        _refuse_new_shapes(load(Config, run.config), cfg, run)
+        cfg = _resume_config(run, args.overrides)
         train(cfg, run.path, resume=True, overrides=args.overrides)
         return 0
     if not args.run_dir:
