@@ -140,7 +140,7 @@ def _model_card(cfg: Config, run: RunDir, info: dict[str, Any], corpus: Corpus,
         "",
         f"# MultiEMO on {cfg.dataset} ({'+'.join(cfg.model.modalities)})",
         "",
-        f"A MultiEMO model (Shi and Huang, ACL 2023; {_components_line(cfg.model)}) exported "
+        f"A MultiEMO model (Shi and Huang, ACL 2023; {_components_line(config['components'])}) exported "
         "by `multiemo export` from a training run of the multiemo toolkit. It labels each utterance "
         "of a conversation with one of: " + ", ".join(config["labels"]) + ".",
         "",
@@ -207,10 +207,9 @@ def _model_card(cfg: Config, run: RunDir, info: dict[str, Any], corpus: Corpus,
     return "\n".join(lines) + "\n"
 
 
-def _components_line(model: ModelConfig) -> str:
-    """``context: text none, audio dialoguernn; fusion: multiattn; classifier: mlp`` for the card."""
-    from multiemo.model import components_of
-    parts = components_of(model)
+def _components_line(parts: dict) -> str:
+    """``context: text none, audio dialoguernn; fusion: multiattn; classifier: mlp`` for the card,
+    from the model folder's ``components`` record."""
     context = ", ".join(f"{m} {name}" for m, name in parts["context"].items())
     return f"context: {context}; fusion: {parts['fusion']}; classifier: {parts['classifier']}"
 
