@@ -187,8 +187,8 @@ def _at_least(block: Any, prefix: str, names: tuple[str, ...], low: int) -> None
 
 def check_open_unit(block: Any, prefix: str, names: tuple[str, ...]) -> None:
     """Each field of ``names`` is in (0, 1) (a ValueError naming the key otherwise; ``prefix``
-    is the block's key, empty for a top-level field). Shared by every config with a
-    ``valid_fraction`` (training, text extraction, projections)."""
+    is the block's key, empty for a top-level field): every ``valid_fraction`` (training, text
+    extraction, projections, the validation rule) and ``train.plateau_factor``."""
     for name in names:
         value = getattr(block, name)
         if not 0.0 < value < 1.0:  # `not`: a NaN fails too
@@ -268,7 +268,8 @@ class ModelConfig:
             raise ValueError(f"model.modalities must be a non-empty subset of {list(MODALITIES)} "
                              f"without repeats, got {list(self.modalities)}")
         _at_least(self, "model", ("text_dim", "audio_dim", "visual_dim", "model_dim", "num_heads",
-                                  "hidden_dim", "num_layers", "mlp_hidden", "num_speakers"), 1)
+                                  "hidden_dim", "num_layers", "mlp_hidden", "num_speakers",
+                                  "context_layers"), 1)
         _at_least(self, "model", ("num_classes",), 2)
         for name in ("dropout", "dropout_rec"):
             value = getattr(self, name)
@@ -277,7 +278,6 @@ class ModelConfig:
         if self.model_dim % self.num_heads:
             raise ValueError(f"model.model_dim={self.model_dim} is not divisible by "
                              f"model.num_heads={self.num_heads}")
-        _at_least(self, "model", ("context_layers",), 1)
         from multiemo import components  # the names live beside their builders (no torch)
         components.resolve_context(self.modalities, self.context, self.text_context)
         components.resolve_fusion(self.fusion, self.multiattn)
@@ -326,9 +326,7 @@ class TrainConfig:
     min_epochs: int = 0  # a warm-up: never stop early before this many epochs
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        _at_least(self, "train", ("epochs", "batch_size"), 1)
         _positive(self, "train", ("lr",))
         _at_least(self, "train", ("patience", "min_epochs", "weight_decay", "plateau_patience",
                                   "plateau_threshold"), 0)
