@@ -137,6 +137,15 @@ class ReportError(UserError):
     """A run or set of runs that cannot be reported as asked; names the folder or file."""
 
 
+def _published(dataset: str, labels: Sequence[str]) -> dict | None:
+    """The paper's tables of ``dataset`` (its :data:`PAPER_ROWS` entry), or None when it has
+    none or ``labels`` is not its class set (in any order)."""
+    tables = PAPER_ROWS.get(dataset.lower())
+    if tables is None or sorted(labels) != sorted(tables["labels"]):
+        return None
+    return tables
+
+
 def paper_row(dataset: str, labels: Sequence[str], model: str = "MultiEMO",
               table: str | None = None) -> dict | None:
     """The paper's row ``model`` (of ``table``, default the first table that has it) with
@@ -149,8 +158,8 @@ def paper_row(dataset: str, labels: Sequence[str], model: str = "MultiEMO",
     >>> row["model"], row["table"], row["weighted_f1"], row["per_class_f1"][0]
     ('MultiEMO, text', 'Table 3', 61.23, None)
     """
-    tables = PAPER_ROWS.get(dataset.lower())
-    if tables is None or sorted(labels) != sorted(tables["labels"]):
+    tables = _published(dataset, labels)
+    if tables is None:
         return None
     name = next((t for t in ([table] if table else tables["tables"])
                  if model in tables["tables"].get(t, {}).get("rows", {})), None)
@@ -183,8 +192,7 @@ def choose_paper_row(dataset: str, labels: Sequence[str],
     >>> choose_paper_row("meld", MELD_LABELS, {"model": {"modalities": ["audio", "visual"]}})[1]
     "the paper's Table 3 has no row for the modalities audio+visual"
     """
-    tables = PAPER_ROWS.get(dataset.lower())
-    if tables is None or sorted(labels) != sorted(tables["labels"]):
+    if _published(dataset, labels) is None:
         return None, f"no published table for dataset {dataset!r} with these classes"
     if config is None:
         return None, ("the run's configuration is unknown (no config.yaml), so no row can be "
@@ -227,8 +235,8 @@ def column_order(dataset: str, labels: Sequence[str]) -> tuple[list[int], list[s
     >>> column_order("mine", ["joy", "anger"])
     ([0, 1], ['Joy', 'Anger'])
     """
-    table = PAPER_ROWS.get(dataset.lower())
-    if table is not None and sorted(labels) == sorted(table["labels"]):
+    table = _published(dataset, labels)
+    if table is not None:
         order = [list(labels).index(name) for name in table["labels"]]
         return order, list(table["columns"])
     return list(range(len(labels))), [name.capitalize() for name in labels]
@@ -605,24 +613,24 @@ def find_runs(paths: Sequence[str | Path], split: str = "test") -> list[tuple[st
     return found
 
 
-def _run_meta(run_dir: Path) -> dict:
+def _run_meta(run_dir: Path, config: dict | None) -> dict:
+    """The run's record (``run.json``), its dataset taken from ``config`` (the run's
+    ``config.yaml``, see :func:`_run_config`) where the record has none."""
     from multiemo.run import RunDir  # the run record's one reader (any version of run.json)
 
     run = RunDir(run_dir)
     meta: dict[str, Any] = run.record().to_json() if run.has_record() else {}
-    if "dataset" not in meta and (run_dir / "config.yaml").is_file():
-        import yaml
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        if isinstance(config, dict) and "dataset" in config:
-            meta["dataset"] = config["dataset"]
+    if "dataset" not in meta and config is not None and "dataset" in config:
+        meta["dataset"] = config["dataset"]
     return meta
 
 
 def load_run(run_dir: str | Path, split: str = "test") -> dict:
     """Read a run's predictions: ``{"dataset", "labels", "y_true", "y_pred", "groups", "ids",
-    "meta"}``.
+    "meta", "config"}``.
 
-    ``ids`` are the utterance ids (the ``utterance_id`` column), None when the file has none.
+    ``ids`` are the utterance ids (the ``utterance_id`` column), None when the file has none;
+    ``config`` is the run's ``config.yaml`` as a dict (None without one, see :func:`_run_config`).
     Labels come from ``run.json`` (class names in index order), else from the ``p_<class>``
     columns of the predictions file; the dataset from ``run.json`` or ``config.yaml``.
     """
@@ -641,7 +649,8 @@ def load_run(run_dir: str | Path, split: str = "test") -> dict:
     except UnicodeDecodeError as err:
         raise ReportError(f"{path}: not UTF-8 text (byte {err.start}): predictions files are "
                           f"written as UTF-8") from None
-    meta = _run_meta(run_dir)
+    config = _run_config(run_dir)
+    meta = _run_meta(run_dir, config)
     _check_against_record(path, rows, meta, split)
     labels = meta.get("labels") or [c[2:] for c in fields if c.startswith("p_")]
     if not labels:
@@ -660,7 +669,7 @@ def load_run(run_dir: str | Path, split: str = "test") -> dict:
     return {"dataset": str(meta.get("dataset", "unknown")), "labels": list(labels),
             "y_true": y_true, "y_pred": y_pred, "groups": [row["dialogue_id"] for row in rows],
             "ids": [row["utterance_id"] for row in rows] if "utterance_id" in fields else None,
-            "meta": meta}
+            "meta": meta, "config": config}
 
 
 def _run_config(run_dir: Path) -> dict | None:
@@ -877,7 +886,7 @@ def run_command(args) -> int:
                  **{k: run["meta"][k] for k in ("seed", "best_epoch") if k in run["meta"]}}
         kwargs = dict(groups=run["groups"], split=args.split, extra=extra,
                       n_resamples=args.n_resamples or 1000, seed=args.seed,
-                      config=_run_config(path))
+                      config=run["config"])
         if args.out and len(runs) == 1:
             reports.append(write_report(args.out, run["y_true"], run["y_pred"],
                                         run["labels"], run["dataset"], **kwargs))
