@@ -24,15 +24,15 @@ def bert_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory) -> dict[str, Path]:
+def trained(tmp_path_factory, bert_dir) -> dict[str, Path]:
     """A finished text-only run on a conversation file, and its exported model folder.
 
     Keys: ``source`` (the conversation CSV of :data:`builders.CONVERSATION_ROWS`), ``bert`` (the
-    encoder), ``data`` (corpus and text store), ``run`` (the run folder), ``model`` (the export),
-    ``tmp`` (the folder holding them all).
+    encoder: the session's ``bert_dir``), ``data`` (corpus and text store), ``run`` (the run
+    folder), ``model`` (the export), ``tmp`` (the folder holding all but the encoder).
     """
     tmp = tmp_path_factory.mktemp("trained")
-    bert = make_model_dir(tmp / "bert", "bert")
+    bert = bert_dir
     data = tmp / "data"
     source = write_csv(tmp / "mine.csv", CONVERSATION_ROWS)
     assert cli(["corpus", "build", "--dataset", "conversations", "--root", str(source), "--out",
