@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -137,8 +139,10 @@ def released_swfc_forward(self: SWFCLoss, z, labels):
     return released_swfc_loop(z.float(), labels, self.class_weights.tolist(), self.temperature, self.gamma)
 
 
-def make_data(root: Path, seed: int = 0) -> None:
-    make_synthetic_corpus(root, dialogues={"train": 1152, "test": 280},
+def make_data(root: Path, seed: int = 0, *, train: int = 1152, test: int = 280) -> None:
+    """MELD-shaped synthetic features (see the module docstring) in ``root``: ``train``
+    train+valid dialogues and ``test`` test dialogues."""
+    make_synthetic_corpus(root, dialogues={"train": train, "test": test},
                           dims={"text": 768, "audio": 512, "visual": 1000}, num_classes=7,
                           num_speakers=9, lengths=MELD_DIALOGUE_LENGTHS, class_prior=MELD_PRIOR,
                           noise=2.0, seed=seed)
@@ -172,7 +176,6 @@ def time_epochs(cfg: Config, epochs: int, fused_adam: bool = True, batches: int 
 
 def _worker_times(checkout: Path, root: Path, args) -> list[float]:
     """Epoch times of the code at ``checkout``, timed by this script in a process of its own."""
-    import json
     import os
     import subprocess
     env = {**os.environ, "PYTHONPATH": str(checkout)}
@@ -200,10 +203,10 @@ def compare(root: Path, other: Path, args) -> int:
     print("| version | epoch times, s | best, s | median, s |")
     print("| --- | --- | ---: | ---: |")
     for name, ts in times.items():
-        print(f"| {name} | {', '.join(f'{t:.2f}' for t in ts)} | {min(ts):.2f} | {sorted(ts)[len(ts) // 2]:.2f} |")
+        print(f"| {name} | {', '.join(f'{t:.2f}' for t in ts)} | {min(ts):.2f} | {statistics.median_high(ts):.2f} |")
     mine, theirs = times.values()
     print(f"\nthis / --compare: best {min(mine) / min(theirs):.3f}, median "
-          f"{sorted(mine)[len(mine) // 2] / sorted(theirs)[len(theirs) // 2]:.3f}")
+          f"{statistics.median_high(mine) / statistics.median_high(theirs):.3f}")
     return 0
 
 
@@ -229,7 +232,6 @@ def main(argv=None) -> int:
     cfg = load(Config, "configs/meld.yaml", [f"data.root={root}", f"runtime.device={args.device}",
                                             "data.validation=fraction"])  # the released split: no dev here
     if args.worker:
-        import json
         print(json.dumps(time_epochs(cfg, args.epochs, batches=args.batches)))
         return 0
     rows = []

@@ -35,12 +35,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_epoch import MELD_PRIOR, time_epochs  # noqa: E402
+from bench_epoch import make_data, time_epochs  # noqa: E402
 from bench_predict import TEXT_SETTINGS, model_folder, text_corpus  # noqa: E402
 
 from multiemo.config import Config, default_threads, load, set_num_threads  # noqa: E402
 from multiemo.data.conversations import write_conversations  # noqa: E402
-from multiemo.synthetic import MELD_DIALOGUE_LENGTHS, make_synthetic_corpus  # noqa: E402
 
 WORDS = "okay so what are you doing here I cannot believe this is happening again".split()
 
@@ -115,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     n_utts = sum(len(d.utterances) for d in corpus.dialogues)
     root = data / "meld"
     if not (root / "corpus.json").is_file():
-        make_synthetic_corpus(root, dialogues={"train": args.dialogues, "test": max(1, args.dialogues // 4)},
-                              dims={"text": 768, "audio": 512, "visual": 1000}, num_classes=7,
-                              num_speakers=9, lengths=MELD_DIALOGUE_LENGTHS, class_prior=MELD_PRIOR,
-                              noise=2.0, seed=0)
+        make_data(root, train=args.dialogues, test=max(1, args.dialogues // 4))
     cfg = load(Config, "configs/meld.yaml", [f"data.root={root}", "runtime.device=cpu",
                                                 "data.validation=fraction"])  # synthetic: no dev split
     cases = {"predict": lambda n: time_predict(model, source, data / "out", n),
