@@ -166,8 +166,14 @@ def parse_shard(text: str) -> tuple[int, int]:
         k, n = int(k_text), int(n_text)
     except ValueError:
         raise ValueError(f"shard {text!r}: expected K/N, e.g. 0/4") from None
+    return _check_shard(k, n, shown=repr(text))
+
+
+def _check_shard(k: int, n: int, shown: str | None = None) -> tuple[int, int]:
+    """``(k, n)`` if ``0 <= k < n``, else a ValueError naming the shard as ``shown`` (default
+    ``k/n``): the one range check of :func:`parse_shard` and :func:`shard_items`."""
     if not 0 <= k < n:
-        raise ValueError(f"shard {text!r}: expected K/N with 0 <= K < N (shards count from 0)")
+        raise ValueError(f"shard {shown or f'{k}/{n}'}: expected K/N with 0 <= K < N (shards count from 0)")
     return k, n
 
 
@@ -182,9 +188,7 @@ def shard_items(items: Sequence[T], shard: tuple[int, int]) -> list[T]:
     >>> shard_items("abcdefg", (1, 3))
     ['b', 'e']
     """
-    k, n = shard
-    if not 0 <= k < n:
-        raise ValueError(f"shard {k}/{n}: expected K/N with 0 <= K < N (shards count from 0)")
+    k, n = _check_shard(*shard)
     return [item for i, item in enumerate(items) if i % n == k]
 
 

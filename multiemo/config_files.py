@@ -83,11 +83,18 @@ def find_config(ref: str | Path, relative_to: str | Path | None = None) -> Path:
     if path.is_file():
         return path
     name = _as_name(str(ref))
-    if name is not None:
-        shipped = shipped_dir() / f"{name}{SUFFIX}"
-        if shipped.is_file():
-            return shipped
+    shipped = _shipped(name)
+    if shipped is not None:
+        return shipped
     raise _unknown(str(ref), name, relative_to)
+
+
+def _shipped(name: str | None) -> Path | None:
+    """The shipped config file of ``name`` (from :func:`_as_name`), or None if there is none."""
+    if name is None:
+        return None
+    path = shipped_dir() / f"{name}{SUFFIX}"
+    return path if path.is_file() else None
 
 
 def _unknown(ref: str, name: str | None, relative_to: str | Path | None = None) -> ConfigError:
@@ -134,8 +141,8 @@ def copy_config(name: str, dest: str | Path, force: bool = False) -> Path:
         ConfigError: an unknown name, or ``dest`` exists and ``force`` is False.
     """
     key = _as_name(name)
-    src = shipped_dir() / f"{key}{SUFFIX}" if key else None
-    if src is None or not src.is_file():
+    src = _shipped(key)
+    if src is None:
         raise _unknown(name, key)
     dest = Path(dest)
     if dest.is_dir():
@@ -159,10 +166,11 @@ def copy_config(name: str, dest: str | Path, force: bool = False) -> Path:
 
 def _list() -> None:
     groups: dict[str, list[str]] = {folder: [] for folder in KINDS}
-    for name in names():
+    every = names()
+    for name in every:
         folder = name.split("/")[0] if "/" in name else ""
         groups.setdefault(folder, []).append(name)
-    width = max(len(n) for n in names())
+    width = max(len(n) for n in every)
     for folder, members in groups.items():
         if not members:
             continue

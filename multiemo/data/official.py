@@ -79,14 +79,14 @@ def _as_str(value: Any) -> str:
     return value.decode("latin1") if isinstance(value, bytes) else str(value)
 
 
-def _layout(dataset: str) -> OfficialLayout:
-    """The released-pickle layout of ``dataset`` from the table of datasets."""
+def _layout(dataset: str) -> tuple[OfficialLayout, tuple[str, ...]]:
+    """The released-pickle layout of ``dataset`` and its classes, from the table of datasets."""
     info = dataset_info(dataset)
     if info is None or info.official is None:
         known = [name for name, d in DATASETS.items() if d.official is not None]
         raise OfficialImportError(f"unknown dataset {dataset!r}: the official MultiEMO pickles "
                                   f"exist for {', '.join(known)}")
-    return info.official
+    return info.official, info.labels
 
 
 def _dialogue_name(layout: OfficialLayout, key: Any) -> str:
@@ -203,10 +203,9 @@ def read_official(dataset: str, src: str | Path
             (with the utterance ids); each names the file and dialogue.
     """
     dataset = dataset.lower()
-    layout = _layout(dataset)
+    layout, classes = _layout(dataset)
     src = Path(src)
     warnings.warn(TRUST_WARNING, UntrustedPickleWarning, stacklevel=2)
-    classes = DATASETS[dataset].labels
     spk_path = src / SPEAKERS_FILE
     items = _load_pickle(spk_path)
     if not isinstance(items, (tuple, list)) or len(items) < 9:

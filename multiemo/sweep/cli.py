@@ -28,6 +28,7 @@ from feature_extraction.runner import check_job_identity
 from multiemo.config import default_threads
 from multiemo.data.atomic import atomic_write_text
 from multiemo.engine import DataCache
+from multiemo.run import SeedRuns
 from multiemo.sweep.spec import SweepError, SweepSpec, load_spec
 from multiemo.sweep.study import (Worker, open_storage, open_study, progress, target_trials, trial_dir,
                                   trial_overrides)
@@ -55,7 +56,7 @@ def run_sweep(spec: SweepSpec, study_dir: Path, extra: list[str], *, workers: in
     _check_folder(study_dir, identity)
     store = open_storage(study_dir, storage, spec.heartbeat_seconds)
     journal = isinstance(store, JournalStorage)  # no heartbeat: workers detect the dead ones
-    study = open_study(spec, name, store, identity, worker_index or 0)
+    study = open_study(spec, name, store, identity)
     if not (study_dir / "sweep.json").is_file():
         atomic_write_text(study_dir / "sweep.json", json.dumps({"study": name, "identity": identity}, indent=1))
     group = f"sweep-{name}" if base.runtime.wandb != "disabled" else None
@@ -164,4 +165,5 @@ def _seed_runs(train_seeds, cfg, folder: Path, seeds: list[int], overrides: list
     """Train (or, after a crash, finish) one run per seed: a finished seed is kept."""
     train_seeds(cfg, folder, seeds, resume=True, overrides=overrides, data=cache, echo=False,
                 tracker_group=group)
-    return [folder / f"seed-{s}" for s in seeds]
+    runs = SeedRuns(folder)
+    return [runs.run(s).path for s in seeds]

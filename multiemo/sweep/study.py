@@ -86,10 +86,10 @@ def open_storage(study_dir: Path, url: str | None, heartbeat_seconds: int):
         raise SweepError(f"storage {masked_url(url)} cannot be reached: {scrub(first, url)}") from None
 
 
-def open_study(spec: SweepSpec, name: str, storage, identity: dict, worker_index: int = 0) -> optuna.Study:
+def open_study(spec: SweepSpec, name: str, storage, identity: dict) -> optuna.Study:
     """Create the study (first time: queue a study's (variant, seed) grid) or load it and check
     that it is the same sweep (base config, space, objective, sampler, variants)."""
-    sampler = _sampler(spec, worker_index)
+    sampler = _sampler(spec)
     pruner = _pruner(spec)
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
@@ -105,11 +105,11 @@ def open_study(spec: SweepSpec, name: str, storage, identity: dict, worker_index
     return study
 
 
-def _sampler(spec: SweepSpec, worker_index: int = 0):
+def _sampler(spec: SweepSpec):
     """The study's sampler. Draws are seeded per trial from (sampler seed, trial number) (see
     :class:`PerTrialSeed`), so every trial of a study, from any worker, process, machine or
-    rerun, draws from its own stream; ``worker_index`` is no longer part of the seed."""
-    del worker_index  # accepted for old callers; trial numbers already tell workers apart
+    rerun, draws from its own stream; the worker is not part of the seed (trial numbers already
+    tell workers apart)."""
     if spec.sampler == "grid" and not spec.is_study:
         # the grid's order is shuffled with the seed and a trial's point is an index into it, so
         # every worker needs the same seed; the first len(grid) trial numbers are the points
