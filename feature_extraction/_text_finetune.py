@@ -30,11 +30,11 @@ from torch import nn
 
 from feature_extraction._text_inputs import ModelInput
 from feature_extraction._text_model import TextModel, resolve_model
-from feature_extraction.runner import check_job_identity
 from multiemo.config import ConfigError, to_dict
 from multiemo.data.atomic import follow_umask
 from multiemo.data.corpus import Corpus, Utterance, atomic_write_text
 from multiemo.data.splits import SplitError, ValidationRule, learned_record
+from multiemo.jobs import check_job_identity
 from multiemo.losses import ce_class_weights
 from multiemo.metrics import classification_scores
 

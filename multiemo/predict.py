@@ -23,7 +23,7 @@ bar, summary), then the model runs over whole dialogues. Layout::
 
 Shard ``K/N`` takes the dialogues ``i % N == K`` (whole dialogues: the model and the text context
 need them; the runner's :func:`~feature_extraction.runner.shard_items`). ``predict.json`` is
-checked by the runner's :func:`~feature_extraction.runner.check_job_identity`, as an extraction's
+checked by :func:`multiemo.jobs.check_job_identity`, as an extraction's
 ``job.json``; each shard's extraction is a runner job (chunks, failure log, resume). What is
 predict's own: a shard's ``predictions.jsonl`` (the model's rows for whole dialogues, with their
 notes, not one vector per item as in the runner's chunks) and the merge of those rows in input
@@ -47,10 +47,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from feature_extraction.runner import check_job_identity, shard_items
+from feature_extraction.runner import shard_items
 from multiemo.data.atomic import atomic_path, atomic_write_text
 from multiemo.data.corpus import Corpus
 from multiemo.errors import UserError
+from multiemo.jobs import check_job_identity
 from multiemo.recognizer import CONFIG_NAME, WEIGHTS_NAME, Recognizer, file_digest
 
 __all__ = ["run_command", "predict_shard", "merge", "PredictError"]

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from optuna.storages.journal import JournalStorage
 
-from feature_extraction.runner import check_job_identity
 from multiemo.config import default_threads
 from multiemo.data.atomic import atomic_write_text
 from multiemo.engine import DataCache
+from multiemo.jobs import check_job_identity
 from multiemo.run import SeedRuns
 from multiemo.sweep.spec import SweepError, SweepSpec, load_spec
 from multiemo.sweep.study import (Worker, open_storage, open_study, progress, target_trials, trial_dir,

@@ -38,9 +38,9 @@ from typing import Callable, Iterator
 import optuna
 from optuna.trial import TrialState
 
-from feature_extraction.runner import check_job_identity
 from multiemo.config import Config
 from multiemo.engine import DataCache, fit, load_checkpoint, opened_run, score_validation
+from multiemo.jobs import check_job_identity
 from multiemo.run import RunDir, RunError, lock_held
 from multiemo.sweep.spec import Param, SweepError, SweepSpec, override_value
 from multiemo.tracking import Tracker
