@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 
@@ -293,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"multiemo {args.command}: interrupted; what was finished is kept (rerun to resume)",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `multiemo configs ls | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
 
 
 if __name__ == "__main__":

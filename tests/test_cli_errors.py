@@ -58,3 +58,15 @@ def test_a_mistake_is_one_line_and_exit_2(name, tmp_path, capsys):
     errors = [line for line in err if ": error: " in line]
     assert len(errors) == 1 and err[-1] == errors[0] and errors[0].startswith("multiemo"), err
     assert all(": warning: " in line for line in err[:-1]), err  # a warning may come first
+
+
+def test_a_listing_piped_into_head_ends_without_a_traceback():
+    """`multiemo configs ls | head -1`: the reader closes the pipe early; the command stops
+    quietly (no BrokenPipeError traceback) with the shell's code for it. (`true` reads nothing
+    and exits long before Python has started, so the first write always meets a closed pipe.)"""
+    import subprocess
+    import sys
+    proc = subprocess.run(f"{sys.executable} -m multiemo.cli configs ls | true; echo ${{PIPESTATUS[0]}}",
+                          shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.stdout.strip() == "141"
